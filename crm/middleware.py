@@ -1,0 +1,12 @@
+from crm.selectors import membership_current
+
+
+class CurrentOrganizationMiddleware:
+    """Attach the membership the user is working in (`request.membership`), chosen per session."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.membership = membership_current(user=request.user, session=request.session)
+        return self.get_response(request)

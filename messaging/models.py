@@ -1,0 +1,113 @@
+"""Messages: every inbound and outbound message, which is also the durable outbox."""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from crm.models import Chat, Organization, WhatsAppNumber
+
+
+class Message(models.Model):
+    class Direction(models.TextChoices):
+        INBOUND = "in", "Inbound"
+        OUTBOUND = "out", "Outbound"
+
+    class Type(models.TextChoices):
+        TEXT = "text", "Text"
+        IMAGE = "image", "Image"
+        AUDIO = "audio", "Audio"
+        VIDEO = "video", "Video"
+        DOCUMENT = "document", "Document"
+        LOCATION = "location", "Location"
+        STICKER = "sticker", "Sticker"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"  # every inbound message
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        READ = "read", "Read"
+        FAILED = "failed", "Failed"
+
+    OUTBOUND_STATUSES = (Status.QUEUED, Status.SENDING, Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED)
+
+    # organization and number repeat the chat's: they carry the per-organization idempotency key and
+    # the per-number provider id constraints, and a composite key ties them to the chat's own.
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="messages")
+    number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="messages")
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    type = models.CharField(max_length=16, choices=Type.choices, default=Type.TEXT)
+    text = models.TextField(blank=True)
+    media = models.FileField(upload_to="media/%Y/%m/%d/", blank=True)
+    media_mime_type = models.CharField(max_length=100, blank=True)
+    media_filename = models.CharField(max_length=255, blank=True)
+    # Type-specific details that have no column of their own: a location's coordinates and name.
+    extra = models.JSONField(default=dict, blank=True)
+    # NULL, not "", when absent: the per-number unique constraint must ignore messages without one.
+    provider_message_id = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    # WhatsApp's time for the message; history is ordered by it, not by arrival (field notes #6).
+    timestamp = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["timestamp", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["number", "provider_message_id"],
+                condition=Q(provider_message_id__isnull=False),
+                name="message_provider_id_once_per_number",
+            ),
+            models.UniqueConstraint(
+                fields=["organization", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="message_idempotency_key_once_per_organization",
+            ),
+            models.CheckConstraint(
+                condition=(Q(direction="in") & Q(status="received"))
+                | (Q(direction="out") & Q(status__in=["queued", "sending", "sent", "delivered", "read", "failed"])),
+                name="message_status_fits_direction",
+            ),
+            models.CheckConstraint(condition=Q(max_attempts__gte=1), name="message_allows_an_attempt"),
+            models.CheckConstraint(condition=Q(attempts__lte=F("max_attempts")), name="message_attempts_within_max"),
+            models.CheckConstraint(
+                condition=Q(provider_message_id__isnull=True) | ~Q(provider_message_id=""),
+                name="message_provider_id_not_blank",
+            ),
+            models.CheckConstraint(
+                condition=Q(idempotency_key__isnull=True) | ~Q(idempotency_key=""),
+                name="message_idempotency_key_not_blank",
+            ),
+        ]
+        indexes = [
+            # A chat's history, newest first, paged by (timestamp, id) keyset.
+            models.Index(fields=["chat", "-timestamp", "-id"], name="message_chat_history"),
+            # The outbox: what is waiting to go out, oldest first.
+            models.Index(
+                fields=["status", "scheduled_at", "id"],
+                condition=Q(status__in=["queued", "sending"]),
+                name="message_outbox",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} {self.get_type_display()} #{self.pk}"
+
+    def clean(self) -> None:
+        if self.chat_id and (
+            self.chat.number_id != self.number_id or self.chat.organization_id != self.organization_id
+        ):
+            raise ValidationError({"chat": "The chat belongs to another number or organization."})
