@@ -1,0 +1,52 @@
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from crm.models import Chat, Membership
+from messaging.demo import DEMO_CONVERSATIONS, demo_workspace_ensure
+from messaging.models import Message
+
+pytestmark = pytest.mark.django_db
+
+
+def test_demo_workspace_has_an_admin_an_agent_a_number_and_chats():
+    workspace = demo_workspace_ensure()
+    organization = workspace.organization
+    roles = dict(Membership.objects.filter(organization=organization).values_list("user__username", "role"))
+    assert roles == {workspace.admin.username: "admin", workspace.agent.username: "agent"}
+    assert organization.numbers.get().provider == "fake"
+    assert Chat.objects.filter(organization=organization).count() == len(DEMO_CONVERSATIONS)
+    assert Message.objects.filter(organization=organization).count() == sum(len(c[2]) for c in DEMO_CONVERSATIONS)
+
+
+def test_demo_passwords_are_generated_and_work():
+    workspace = demo_workspace_ensure()
+    assert workspace.admin.password != workspace.agent.password
+    assert len(workspace.admin.password) >= 12
+    assert authenticate(username=workspace.agent.username, password=workspace.agent.password)
+    assert authenticate(username=workspace.admin.username, password=workspace.admin.password).is_superuser
+
+
+def test_rerunning_the_demo_keeps_existing_data_and_passwords():
+    first = demo_workspace_ensure()
+    chat = Chat.objects.filter(organization=first.organization).first()
+    chat.status = Chat.Status.RESOLVED
+    chat.save(update_fields=["status"])
+
+    second = demo_workspace_ensure()
+
+    assert second.organization == first.organization
+    assert (second.admin.password, second.agent.password) == (None, None)
+    assert Chat.objects.filter(organization=first.organization).count() == len(DEMO_CONVERSATIONS)
+    chat.refresh_from_db()
+    assert chat.status == Chat.Status.RESOLVED
+    assert authenticate(username=first.agent.username, password=first.agent.password)
+
+
+def test_demo_seed_command_prints_the_logins(capsys):
+    call_command("demo_seed")
+    output = capsys.readouterr().out
+    assert "demo-admin / " in output
+    assert "demo-agent / " in output
+    call_command("demo_seed")
+    assert "exists" in capsys.readouterr().out
