@@ -95,11 +95,13 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Redis, cache, channels, Celery --------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
+# Prefix of every key we keep in Redis (cache entries, circuit breaker state).
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="conversa")
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="conversa"),
+        "KEY_PREFIX": CACHE_KEY_PREFIX,
     }
 }
 
@@ -122,6 +124,16 @@ CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_BROKER_VISIBILITY_TIMEOUT", d
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
 CELERY_TIMEZONE = "UTC"
+
+# --- Providers -----------------------------------------------------------------------------------
+# Where providers reach this installation (webhook URLs are built from it; Twilio signs it).
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Seconds to connect to / wait for a provider; a worker never waits longer on one call.
+PROVIDER_CONNECT_TIMEOUT = env.float("PROVIDER_CONNECT_TIMEOUT", default=3.05)
+PROVIDER_READ_TIMEOUT = env.float("PROVIDER_READ_TIMEOUT", default=15.0)
+# Temporary failures in a row that open a provider server's circuit, and how long it stays open.
+PROVIDER_BREAKER_FAILURES = env.int("PROVIDER_BREAKER_FAILURES", default=5)
+PROVIDER_BREAKER_RESET_SECONDS = env.int("PROVIDER_BREAKER_RESET_SECONDS", default=30)
 
 # --- Auth, i18n, files ---------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

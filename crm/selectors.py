@@ -1,8 +1,12 @@
 """Reads of the CRM, always scoped to what the caller may see."""
 
+from urllib.parse import urlsplit
+
+from django.conf import settings
 from django.db.models import QuerySet
 
 from crm.models import Chat, Membership, WhatsAppNumber
+from providers.base import ProviderTarget
 
 SESSION_ORGANIZATION_KEY = "organization_id"
 
@@ -39,3 +43,30 @@ def organization_overview(*, membership: Membership) -> dict:
         "open_chats": Chat.objects.filter(organization_id=organization_id, status=Chat.Status.OPEN).count(),
         "members": Membership.objects.filter(organization_id=organization_id).count(),
     }
+
+
+def number_webhook_url(number: WhatsAppNumber) -> str:
+    """Return the URL the number's provider must call: one per number, named by its instance."""
+    return f"{settings.PUBLIC_BASE_URL}/webhooks/{number.provider}/{number.instance_name}/"
+
+
+def number_provider_target(number: WhatsAppNumber) -> ProviderTarget:
+    """Return what the number's provider adapter needs to reach it (no database access after)."""
+    server = number.server
+    if server is not None:
+        base_url, api_key, breaker_key = server.base_url, server.api_key, f"server-{server.pk}"
+    else:
+        base_url = number.credentials.get("base_url", "")
+        api_key = ""
+        # Hosted providers: one circuit per provider API host, since that is what fails together.
+        breaker_key = f"{number.provider}:{urlsplit(base_url).netloc or 'default'}"
+    return ProviderTarget(
+        provider=number.provider,
+        instance_name=number.instance_name,
+        base_url=base_url.rstrip("/"),
+        api_key=api_key,
+        credentials=dict(number.credentials),
+        webhook_url=number_webhook_url(number),
+        webhook_secret=number.webhook_secret,
+        breaker_key=breaker_key,
+    )

@@ -1,8 +1,16 @@
-"""Writes of the CRM: organizations, members and session choices."""
+"""Writes of the CRM: organizations, members, session choices and where numbers live."""
 
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count
 
+from crm.models import ProviderServer, WhatsAppNumber
 from crm.selectors import SESSION_ORGANIZATION_KEY, memberships_of_user
+from providers.registry import SELF_HOSTED_PROVIDERS
+
+
+class NoServerAvailableError(Exception):
+    """No healthy, undrained provider server has room for another number."""
 
 
 def organization_switch(*, user, session, organization_id: int) -> None:
@@ -13,3 +21,43 @@ def organization_switch(*, user, session, organization_id: int) -> None:
     if not memberships_of_user(user=user).filter(organization_id=organization_id).exists():
         raise PermissionDenied("You are not a member of that organization.")
     session[SESSION_ORGANIZATION_KEY] = organization_id
+
+
+@transaction.atomic
+def number_server_place(*, number: WhatsAppNumber) -> ProviderServer | None:
+    """Put a self-hosted provider's number on the healthy server with the most spare room.
+
+    Numbers already placed stay where they are (every call for them must reach the same server).
+    Hosted providers need no server: return None. Raise NoServerAvailableError when every server of
+    the provider is unhealthy, draining or full.
+    """
+    if number.provider not in SELF_HOSTED_PROVIDERS:
+        return None
+    if number.server_id:
+        return number.server
+    # Locking the candidate servers (in id order, so placements never deadlock) makes two
+    # placements at once take turns, so neither can put a server over its capacity.
+    servers = list(
+        ProviderServer.objects.select_for_update()
+        .filter(provider=number.provider, is_healthy=True, is_draining=False)
+        .order_by("id")
+    )
+    load = dict(
+        WhatsAppNumber.objects.filter(server__in=servers)
+        .values("server")
+        .annotate(numbers=Count("id"))
+        .values_list("server", "numbers")
+    )
+    with_room = [server for server in servers if load.get(server.pk, 0) < server.capacity]
+    if not with_room:
+        raise NoServerAvailableError(f"No {number.get_provider_display()} server has room for another number.")
+    chosen = min(with_room, key=lambda server: (load.get(server.pk, 0) / server.capacity, server.pk))
+    number.server = chosen
+    number.save(update_fields=["server"])
+    return chosen
+
+
+def provider_server_drain(*, server: ProviderServer) -> None:
+    """Stop placing new numbers on `server`; the numbers on it stay and keep working."""
+    server.is_draining = True
+    server.save(update_fields=["is_draining"])

@@ -2,8 +2,10 @@
 
 import socket
 from urllib.parse import urlsplit
+from uuid import uuid4
 
 import pytest
+import redis
 from django.conf import settings
 
 
@@ -36,10 +38,13 @@ def _isolated_media(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
-def _redis_cache_isolated(settings):
-    """Give each test its own cache namespace in the real Redis, so tests never see each other's keys."""
-    from uuid import uuid4
-
-    settings.CACHES = {
-        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid4().hex}"},
-    }
+def _redis_keys_isolated(settings):
+    """Give each test its own key prefix in the real Redis, so tests never see each other's keys."""
+    prefix = f"test-{uuid4().hex}"
+    settings.CACHE_KEY_PREFIX = prefix
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": prefix}}
+    yield
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}*", count=500):
+        client.delete(key)
+    client.close()
