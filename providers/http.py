@@ -86,6 +86,8 @@ def _request_checked(method: str, url: str, **kwargs) -> requests.Response:
             summary,
             permanent=True,
             status_code=response.status_code,
+            # Kept for adapters that reclassify a 4xx as temporary by its error code (Meta's 130429).
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             body=response.text,
         )
     return response

@@ -120,7 +120,10 @@ class FakeProviderServer:
         return f"http://{host}:{port}"
 
     def start(self) -> "FakeProviderServer":
-        self._thread = threading.Thread(target=self._http.serve_forever, name=f"fake-{self.provider_name}")
+        # A short poll interval makes stop() (every test's teardown) take 50 ms instead of 500.
+        self._thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fake-{self.provider_name}"
+        )
         self._thread.daemon = True
         self._thread.start()
         return self
