@@ -68,10 +68,14 @@ def _request_checked(method: str, url: str, **kwargs) -> requests.Response:
     redacted = url_redact(url)
     try:
         response = _session().request(method, url, **kwargs)
+    # The chained requests error would carry the full URL (a Green API token in its path) into
+    # tracebacks and error trackers, so its text is redacted into ours and the chain dropped.
     except requests.Timeout as error:
-        raise ProviderError(f"{method} {redacted} timed out", permanent=False) from error
+        raise ProviderError(f"{method} {redacted} timed out ({url_redact(str(error))})", permanent=False) from None
     except requests.ConnectionError as error:
-        raise ProviderError(f"{method} {redacted} could not connect", permanent=False) from error
+        raise ProviderError(
+            f"{method} {redacted} could not connect ({url_redact(str(error))})", permanent=False
+        ) from None
     summary = url_redact(f"{method} {url} answered {response.status_code}: {response.text[:300]}")
     if response.status_code == 429 or response.status_code >= 500:
         raise ProviderError(
