@@ -50,7 +50,7 @@ class ConversaAdminSite(admin.AdminSite):
         user = request.user
         if not (user.is_active and user.is_staff):
             return False
-        return user.is_superuser or user.memberships.filter(role="admin").exists()
+        return user.is_superuser or user.memberships.filter(role="admin", organization__is_active=True).exists()
 
     def register(self, model_or_iterable, admin_class=None, **options) -> None:
         """Register like Django does, but superusers only unless the admin is organization-walled."""

@@ -33,6 +33,12 @@ def pytest_sessionstart(session):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Tests create many users; the production hasher is slow on purpose (~0.3 s a password).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _isolated_media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
