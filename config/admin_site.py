@@ -52,6 +52,14 @@ class ConversaAdminSite(admin.AdminSite):
             return False
         return user.is_superuser or user.memberships.filter(role="admin", organization__is_active=True).exists()
 
+    def get_urls(self):
+        from django.urls import path
+
+        from crm.playground import playground_view
+
+        playground = self.admin_view(lambda request: playground_view(request, self))
+        return [path("provider-test/", playground, name="provider-test"), *super().get_urls()]
+
     def register(self, model_or_iterable, admin_class=None, **options) -> None:
         """Register like Django does, but superusers only unless the admin is organization-walled."""
         admin_class = admin_class or admin.ModelAdmin

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from providers.base import ProviderError, ProviderTarget
 from providers.breaker import breaker_call
+from providers.exchanges import exchange_record
 
 logger = logging.getLogger(__name__)
 
@@ -68,14 +69,10 @@ def _request_checked(method: str, url: str, **kwargs) -> requests.Response:
     redacted = url_redact(url)
     try:
         response = _session().request(method, url, **kwargs)
-    # The chained requests error would carry the full URL (a Green API token in its path) into
-    # tracebacks and error trackers, so its text is redacted into ours and the chain dropped.
-    except requests.Timeout as error:
-        raise ProviderError(f"{method} {redacted} timed out ({url_redact(str(error))})", permanent=False) from None
-    except requests.ConnectionError as error:
-        raise ProviderError(
-            f"{method} {redacted} could not connect ({url_redact(str(error))})", permanent=False
-        ) from None
+    except requests.RequestException as error:
+        exchange_record(method, url, response=None, error=str(error))
+        _raise_unreachable(method, redacted, error)
+    exchange_record(method, url, response=response, error="")
     summary = url_redact(f"{method} {url} answered {response.status_code}: {response.text[:300]}")
     if response.status_code == 429 or response.status_code >= 500:
         raise ProviderError(
@@ -95,6 +92,18 @@ def _request_checked(method: str, url: str, **kwargs) -> requests.Response:
             body=response.text,
         )
     return response
+
+
+def _raise_unreachable(method: str, redacted: str, error: requests.RequestException):
+    # The chained requests error would carry the full URL (a Green API token in its path) into
+    # tracebacks and error trackers, so its text is redacted into ours and the chain dropped.
+    if isinstance(error, requests.Timeout):
+        raise ProviderError(f"{method} {redacted} timed out ({url_redact(str(error))})", permanent=False) from None
+    if isinstance(error, requests.ConnectionError):
+        raise ProviderError(
+            f"{method} {redacted} could not connect ({url_redact(str(error))})", permanent=False
+        ) from None
+    raise ProviderError(f"{method} {redacted} failed ({url_redact(str(error))})", permanent=True) from None
 
 
 def response_json(response: requests.Response) -> dict | list:
