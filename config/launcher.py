@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -268,9 +269,22 @@ class Launcher:
             env["REDIS_URL"] = self.redis.url
             redis_description = f"{self.redis.url} (embedded, files in {self.redis.data_dir})"
 
+        # Providers call back the URL we serve on, unless the user says where we are reachable.
+        url = f"http://{_browser_host(host)}:{port}/"
+        env.setdefault("PUBLIC_BASE_URL", url.rstrip("/"))
+        evolution_url, evolution_api_key = self._fake_evolution_start(env)
+
         self._manage("migrate", "--noinput", env=env)
         self._manage("periodic_tasks_register", env=env)
-        demo_lines = self._manage("demo_seed", env=env, capture=True)
+        demo_lines = self._manage(
+            "demo_seed",
+            "--evolution-url",
+            evolution_url,
+            "--evolution-api-key",
+            evolution_api_key,
+            env=env,
+            capture=True,
+        )
 
         self._stop_check()
         concurrency = str(settings.CELERY_WORKER_CONCURRENCY)
@@ -303,10 +317,29 @@ class Launcher:
         for child in self.children:
             child.forward(lambda line, prefix=f"{child.name:<8} | ": self.console.line(line, prefix=prefix))
 
-        url = f"http://{_browser_host(host)}:{port}/"
         self._ready_wait(url + LOGIN_PATH.lstrip("/"))
         self._banner(url, demo_lines, settings.DATABASES["default"], redis_description, var_dir)
         return self._supervise()
+
+    def _fake_evolution_start(self, env: dict[str, str]) -> tuple[str, str]:
+        """Start the fake Evolution API server the demo number lives on; return its URL and API key.
+
+        The demo goes through the real Evolution adapter against this fake, so it exercises the
+        same code paths as a real Evolution server. Its address line is read here, before any
+        output thread exists (see Child): the manage.py commands that follow need the URL.
+        """
+        from config.embedded_redis import port_free_pick
+
+        self._stop_check()
+        api_key = secrets.token_urlsafe(16)
+        argv = [sys.executable, "-m", "providers.fakes", "evolution", "--port", str(port_free_pick())]
+        child = Child("evolution", [*argv, "--set", f"api_key={api_key}"], env, self.preexec_fn)
+        self.children.append(child)
+        for line in child.process.stdout:
+            self.console.line(line.rstrip("\n"), prefix=f"{child.name:<8} | ")
+            if " listening on " in line:
+                return line.rsplit(" ", 1)[-1].strip(), api_key
+        raise LaunchError(f"The fake Evolution server did not start ({child.exit_describe()}).")
 
     def _stop_check(self) -> None:
         if self.signals.requested:
@@ -392,7 +425,7 @@ class Launcher:
         """Wait for Ctrl-C (return 0) or for a child to exit on its own (return 1)."""
         while True:
             if self.signals.requested:
-                self.console.say("Stopping web, worker and beat...")
+                self.console.say("Stopping web, worker, beat and the fake Evolution server...")
                 return 0
             dead = self._dead_child()
             if dead is not None:

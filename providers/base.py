@@ -6,6 +6,9 @@ permanent (stop retrying) or temporary (retry, honouring `retry_after`).
 """
 
 import abc
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -175,6 +178,24 @@ class QrUpdate:
     qr_image: str = ""
     qr_code: str = ""
     pairing_code: str = ""
+
+
+def health_measure(probe: Callable[[], str]) -> HealthResult:
+    """Time `probe` and report it as a HealthResult; never raise.
+
+    `probe` returns "" when healthy or the reason it is not; a ProviderError (or any other
+    exception, since a health check reports failures rather than raising them) means unhealthy.
+    """
+    started = time.monotonic()
+    try:
+        problem = probe()
+    except ProviderError as error:
+        problem = error.message
+    except Exception as error:
+        logging.getLogger(__name__).warning("health probe failed unexpectedly: %r", error)
+        problem = f"Unexpected error: {error}"
+    latency_ms = round((time.monotonic() - started) * 1000)
+    return HealthResult(is_healthy=not problem, latency_ms=latency_ms, error=problem)
 
 
 WebhookEvent = InboundMessage | StatusUpdate | ConnectionUpdate | QrUpdate

@@ -23,7 +23,6 @@ import hmac
 import json
 import logging
 import mimetypes
-import time
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
@@ -49,6 +48,7 @@ from providers.base import (
     WebhookRejectedError,
     WebhookRequest,
     WebhookResult,
+    health_measure,
 )
 from providers.http import provider_request, response_json
 
@@ -185,22 +185,14 @@ class EvolutionAdapter(ProviderAdapter):
 
     def health(self, target: ProviderTarget) -> HealthResult:
         """Check the server answers its welcome JSON on GET /; never raises."""
-        started = time.monotonic()
-        try:
-            response = provider_request(target, "GET", f"{target.base_url.rstrip('/')}/")
-            body = response_json(response)
-        except ProviderError as error:
-            return HealthResult(is_healthy=False, latency_ms=_elapsed_ms(started), error=error.message)
-        except Exception as error:  # a health check reports every failure, it never raises one
-            logger.warning("Evolution health check for %s failed: %r", target.breaker_key or target.base_url, error)
-            return HealthResult(is_healthy=False, latency_ms=_elapsed_ms(started), error=str(error))
-        if not isinstance(body, dict) or body.get("status") != 200:
-            return HealthResult(
-                is_healthy=False,
-                latency_ms=_elapsed_ms(started),
-                error="The server answered, but not with Evolution's welcome message.",
-            )
-        return HealthResult(is_healthy=True, latency_ms=_elapsed_ms(started))
+
+        def probe() -> str:
+            body = response_json(provider_request(target, "GET", f"{target.base_url.rstrip('/')}/"))
+            if not isinstance(body, dict) or body.get("status") != 200:
+                return "The server answered, but not with Evolution's welcome message."
+            return ""
+
+        return health_measure(probe)
 
     # --- messages ----------------------------------------------------------------------------------
     def send_text(self, target: ProviderTarget, *, to: str, text: str, quoted_message_id: str = "") -> SendResult:
@@ -373,10 +365,6 @@ def _raise_error_in_body(body: dict, *, action: str) -> None:
         code="refused" if refused else "failed",
         body=json.dumps(body)[:1000],
     )
-
-
-def _elapsed_ms(started: float) -> int:
-    return round((time.monotonic() - started) * 1000)
 
 
 def _as_dict(value) -> dict:

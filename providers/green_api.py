@@ -17,7 +17,6 @@ import hmac
 import json
 import logging
 import mimetypes
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -45,6 +44,7 @@ from providers.base import (
     WebhookRejectedError,
     WebhookRequest,
     WebhookResult,
+    health_measure,
 )
 from providers.http import provider_request
 
@@ -252,12 +252,12 @@ class GreenApiAdapter(ProviderAdapter):
 
     def health(self, target: ProviderTarget) -> HealthResult:
         """Time a getStateInstance call; never raise."""
-        started = time.monotonic()
-        try:
+
+        def probe() -> str:
             self._call_object(target, "GET", "getStateInstance")
-        except ProviderError as error:
-            return HealthResult(is_healthy=False, latency_ms=_elapsed_ms(started), error=error.message)
-        return HealthResult(is_healthy=True, latency_ms=_elapsed_ms(started))
+            return ""
+
+        return health_measure(probe)
 
     def _settings_save(self, target: ProviderTarget, settings: dict) -> None:
         if not self._call_object(target, "POST", "setSettings", json=settings).get("saveSettings"):
@@ -371,10 +371,6 @@ def _quota_description(body: str) -> str:
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text[:limit] or "no details given"
-
-
-def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
 
 
 # --- helpers: ids --------------------------------------------------------------------------------

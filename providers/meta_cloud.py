@@ -20,7 +20,6 @@ import json
 import logging
 import mimetypes
 import re
-import time
 from datetime import UTC, datetime
 
 import requests
@@ -40,6 +39,7 @@ from providers.base import (
     WebhookRejectedError,
     WebhookRequest,
     WebhookResult,
+    health_measure,
 )
 from providers.http import provider_request
 
@@ -155,12 +155,12 @@ class MetaCloudAdapter(ProviderAdapter):
 
     def health(self, target: ProviderTarget) -> HealthResult:
         """Time a read of the phone number; never raises."""
-        started = time.monotonic()
-        try:
+
+        def probe() -> str:
             self.phone_number_get(target)
-        except ProviderError as error:
-            return HealthResult(is_healthy=False, latency_ms=_elapsed_ms(started), error=error.message)
-        return HealthResult(is_healthy=True, latency_ms=_elapsed_ms(started))
+            return ""
+
+        return health_measure(probe)
 
     # --- sending ----------------------------------------------------------------------------------
     def send_text(self, target: ProviderTarget, *, to: str, text: str, quoted_message_id: str = "") -> SendResult:
@@ -372,10 +372,6 @@ def _recipient(to: str) -> dict:
     if not digits:
         raise ProviderError(f"{to!r} is not a phone number or WhatsApp user id.", permanent=True)
     return {"to": digits}
-
-
-def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
 
 
 # --- webhooks -------------------------------------------------------------------------------------

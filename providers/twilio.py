@@ -20,7 +20,6 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 from urllib.parse import parse_qs, urlsplit
 
 from django.utils import timezone
@@ -42,6 +41,7 @@ from providers.base import (
     WebhookRejectedError,
     WebhookRequest,
     WebhookResult,
+    health_measure,
 )
 from providers.http import provider_request, response_json
 
@@ -134,15 +134,12 @@ class TwilioAdapter(ProviderAdapter):
 
     def health(self, target: ProviderTarget) -> HealthResult:
         """Fetch the account and time it; healthy when Twilio answers and the account is active."""
-        started = time.monotonic()
-        try:
+
+        def probe() -> str:
             state = self.connection_state(target)
-        except ProviderError as error:
-            return HealthResult(is_healthy=False, latency_ms=_elapsed_ms(started), error=error.message)
-        latency_ms = _elapsed_ms(started)
-        if state != STATE_CONNECTED:
-            return HealthResult(is_healthy=False, latency_ms=latency_ms, error=f"Twilio account is {state}")
-        return HealthResult(is_healthy=True, latency_ms=latency_ms)
+            return "" if state == STATE_CONNECTED else f"Twilio account is {state}"
+
+        return health_measure(probe)
 
     def logout(self, target: ProviderTarget) -> None:
         """Do nothing: a Twilio sender has no WhatsApp session to log out of."""
@@ -479,7 +476,3 @@ def _error_from_body(payload: dict) -> ProviderError:
         code=code,
         body=json.dumps(payload),
     )
-
-
-def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)

@@ -8,6 +8,9 @@ import pytest
 import redis
 from django.conf import settings
 
+from crm.models import Membership
+from tests.factories import MembershipFactory, UserFactory
+
 
 def _reachable(host: str, port: int) -> bool:
     try:
@@ -54,3 +57,21 @@ def _redis_keys_isolated(settings):
     for key in client.scan_iter(match=f"{prefix}*", count=500):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture
+def superuser_client(client, db):
+    client.force_login(UserFactory(is_staff=True, is_superuser=True))
+    return client
+
+
+@pytest.fixture
+def org_admin(db):
+    """A staff user who is an admin of one organization, "Beta Bakery", and nothing else."""
+    return MembershipFactory(role=Membership.Role.ADMIN, user__is_staff=True, organization__name="Beta Bakery")
+
+
+@pytest.fixture
+def org_admin_client(client, org_admin):
+    client.force_login(org_admin.user)
+    return client

@@ -68,19 +68,8 @@ def demo():
 
 @pytest.fixture
 def superuser_client(client, demo):
+    """The demo's own superuser (overrides the plain one in conftest: these tests need demo data)."""
     client.force_login(get_user_model().objects.get(username=DEMO_ADMIN_USERNAME))
-    return client
-
-
-@pytest.fixture
-def org_admin():
-    """A staff user who is an admin of one organization, "Beta Bakery", and nothing else."""
-    return MembershipFactory(role=Membership.Role.ADMIN, user__is_staff=True, organization__name="Beta Bakery")
-
-
-@pytest.fixture
-def org_admin_client(client, org_admin):
-    client.force_login(org_admin.user)
     return client
 
 

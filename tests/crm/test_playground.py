@@ -7,7 +7,7 @@ from crm.models import Membership
 from crm.selectors import number_provider_target
 from providers.evolution import EvolutionAdapter
 from providers.fakes.evolution import FakeEvolutionServer
-from tests.factories import MembershipFactory, ProviderServerFactory, UserFactory, WhatsAppNumberFactory
+from tests.factories import MembershipFactory, ProviderServerFactory, WhatsAppNumberFactory
 
 pytestmark = pytest.mark.django_db
 URL = reverse("admin:provider-test")
@@ -29,12 +29,6 @@ def connected_number(evolution):
     EvolutionAdapter().provision(number_provider_target(number))
     evolution.scan("playground-1")
     return number
-
-
-@pytest.fixture
-def superuser_client(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
 
 
 def test_superuser_sends_and_sees_the_raw_exchange_with_secrets_masked(superuser_client, connected_number):

@@ -6,7 +6,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from crm.admin_mixins import EstimatedCountPaginator
-from crm.models import Membership
 from messaging.models import Message
 from tests.factories import ChatFactory, MembershipFactory, MessageFactory, UserFactory
 
@@ -14,23 +13,6 @@ pytestmark = pytest.mark.django_db
 
 
 CHANGELIST = reverse("admin:messaging_message_changelist")
-
-
-@pytest.fixture
-def superuser_client(client):
-    client.force_login(UserFactory(is_staff=True, is_superuser=True))
-    return client
-
-
-@pytest.fixture
-def org_admin():
-    return MembershipFactory(role=Membership.Role.ADMIN, user__is_staff=True, organization__name="Beta Bakery")
-
-
-@pytest.fixture
-def org_admin_client(client, org_admin):
-    client.force_login(org_admin.user)
-    return client
 
 
 def changelist_queries(client) -> int:

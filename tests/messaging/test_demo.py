@@ -50,3 +50,39 @@ def test_demo_seed_command_prints_the_logins(capsys):
     assert "demo-agent / " in output
     call_command("demo_seed")
     assert "exists" in capsys.readouterr().out
+
+
+@pytest.fixture
+def fake_evolution():
+    from providers.fakes.evolution import FakeEvolutionServer
+
+    server = FakeEvolutionServer(api_key="demo-key").start()
+    yield server
+    server.stop()
+
+
+def test_demo_number_lives_on_the_fake_evolution_server_and_connects(fake_evolution):
+    from messaging.demo import FakeEvolution, demo_number_connect
+
+    evolution = FakeEvolution(url=fake_evolution.url, api_key="demo-key")
+    workspace = demo_workspace_ensure(evolution=evolution)
+    number = demo_number_connect(evolution=evolution)
+
+    assert number.organization == workspace.organization
+    assert (number.provider, number.server.base_url, number.state) == ("evolution", fake_evolution.url, "connected")
+    # The real adapter created the instance on the fake (paths Evolution serves), then it was scanned.
+    paths = [request.path for request in fake_evolution.requests]
+    assert "/instance/create" in paths
+    assert fake_evolution.instances[number.instance_name].state == "open"
+
+
+def test_rerun_moves_the_demo_server_to_the_new_fake_and_reconnects(fake_evolution):
+    from messaging.demo import FakeEvolution, demo_number_connect
+
+    demo_workspace_ensure(evolution=FakeEvolution(url="http://127.0.0.1:1", api_key="old"))
+    evolution = FakeEvolution(url=fake_evolution.url, api_key="demo-key")
+    demo_workspace_ensure(evolution=evolution)
+    number = demo_number_connect(evolution=evolution)
+    assert number.server.base_url == fake_evolution.url
+    assert number.server.api_key == "demo-key"
+    assert number.instance_name in fake_evolution.instances
