@@ -15,6 +15,7 @@ from django.utils import timezone
 from config.admin_site import SuperuserOnlyAdminMixin
 from crm.admin_mixins import BigTableAdminMixin, OrganizationListFilter, OrganizationWalledMixin
 from crm.models import Chat, Contact, ContactIdentity, Membership, Organization, Plan, ProviderServer, WhatsAppNumber
+from crm.services import provider_servers_drain
 
 
 @admin.register(Plan)
@@ -103,6 +104,18 @@ class ProviderServerAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="numbers", ordering="number_count")
     def number_count(self, server: ProviderServer) -> int:
         return server.number_count
+
+    actions = ["drain", "undrain"]
+
+    @admin.action(description="Drain selected servers (no new numbers; existing ones stay)")
+    def drain(self, request, queryset) -> None:
+        changed = provider_servers_drain(servers=queryset)
+        self.message_user(request, f"{changed} server(s) drained: they get no new numbers.")
+
+    @admin.action(description="Undrain selected servers")
+    def undrain(self, request, queryset) -> None:
+        changed = provider_servers_drain(servers=queryset, is_draining=False)
+        self.message_user(request, f"{changed} server(s) take new numbers again.")
 
 
 @admin.register(WhatsAppNumber)

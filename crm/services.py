@@ -2,7 +2,7 @@
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
 from crm.models import ProviderServer, WhatsAppNumber
 from crm.selectors import SESSION_ORGANIZATION_KEY, memberships_of_user
@@ -57,7 +57,9 @@ def number_server_place(*, number: WhatsAppNumber) -> ProviderServer | None:
     return chosen
 
 
-def provider_server_drain(*, server: ProviderServer) -> None:
-    """Stop placing new numbers on `server`; the numbers on it stay and keep working."""
-    server.is_draining = True
-    server.save(update_fields=["is_draining"])
+def provider_servers_drain(*, servers: QuerySet[ProviderServer], is_draining: bool = True) -> int:
+    """Stop (or resume) placing new numbers on `servers`; numbers already on them stay and keep working.
+
+    Return how many servers changed.
+    """
+    return servers.exclude(is_draining=is_draining).update(is_draining=is_draining)

@@ -2,8 +2,9 @@
 
 import pytest
 
+from crm.models import ProviderServer
 from crm.selectors import number_provider_target
-from crm.services import NoServerAvailableError, number_server_place, provider_server_drain
+from crm.services import NoServerAvailableError, number_server_place, provider_servers_drain
 from tests.factories import ProviderServerFactory, WhatsAppNumberFactory
 
 pytestmark = pytest.mark.django_db
@@ -35,7 +36,7 @@ def test_choice_is_stored_and_every_later_call_gets_the_same_server():
 def test_drained_server_gets_no_new_numbers_but_keeps_its_own():
     drained = ProviderServerFactory()
     kept = _evolution_number(server=drained)
-    provider_server_drain(server=drained)
+    assert provider_servers_drain(servers=ProviderServer.objects.filter(pk=drained.pk)) == 1
     other = ProviderServerFactory()
     assert number_server_place(number=_evolution_number()) == other
     kept.refresh_from_db()
@@ -88,3 +89,19 @@ def test_hosted_numbers_share_one_circuit_per_provider_host():
     elsewhere = WhatsAppNumberFactory(provider="green_api", credentials={"base_url": "https://7700.api.greenapi.com"})
     keys = {number_provider_target(number).breaker_key for number in (first, second, elsewhere)}
     assert keys == {"green_api:7105.api.greenapi.com", "green_api:7700.api.greenapi.com"}
+
+
+def test_admin_drains_a_server_and_it_gets_no_new_numbers(superuser_client):
+    from django.urls import reverse
+
+    drained, other = ProviderServerFactory(), ProviderServerFactory()
+    response = superuser_client.post(
+        reverse("admin:crm_providerserver_changelist"), {"action": "drain", "_selected_action": [drained.pk]}
+    )
+    assert response.status_code == 302
+    drained.refresh_from_db()
+    assert drained.is_draining
+    superuser_client.post(
+        reverse("admin:crm_providerserver_changelist"), {"action": "undrain", "_selected_action": [other.pk]}
+    )
+    assert {number_server_place(number=_evolution_number()) for _ in range(3)} == {other}
