@@ -146,6 +146,7 @@ class WhatsAppNumber(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = "WhatsApp number"
         ordering = ["organization", "name"]
         constraints = [
             models.UniqueConstraint(fields=["id", "organization"], name="number_id_organization"),

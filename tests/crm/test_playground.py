@@ -79,3 +79,7 @@ def test_agent_cannot_open_the_playground(client):
     response = client.get(URL)
     assert response.status_code == 302
     assert response.url.startswith(reverse("admin:login"))
+
+
+def test_admin_pages_link_to_the_playground(superuser_client):
+    assert URL in superuser_client.get(reverse("admin:index")).content.decode()
