@@ -54,6 +54,8 @@ class Organization(models.Model):
     slug = models.SlugField(max_length=64, unique=True)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="organizations")
     is_active = models.BooleanField(default=True)
+    # The cursor of the organization's event log: bumped, under the row's lock, by every event.
+    event_sequence = models.PositiveBigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

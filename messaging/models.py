@@ -111,3 +111,29 @@ class Message(models.Model):
             self.chat.number_id != self.number_id or self.chat.organization_id != self.organization_id
         ):
             raise ValidationError({"chat": "The chat belongs to another number or organization."})
+
+
+class Event(models.Model):
+    """One entry of an organization's event log: the spine of pushes, catch-up and webhooks out.
+
+    Written in the same transaction as the change it records. `sequence` is the organization's
+    cursor: taken under the organization row's lock, so events become visible in cursor order and
+    a client that read up to N never misses an event numbered below N that commits later.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="events")
+    sequence = models.PositiveBigIntegerField()
+    type = models.CharField(max_length=64)  # dotted: message.created, message.status, chat.updated
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "sequence"], name="event_sequence_once_per_organization"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} #{self.sequence}"

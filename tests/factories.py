@@ -21,13 +21,28 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password(PASSWORD)
 
 
+class PlanFactory(factory.django.DjangoModelFactory):
+    """The seeded Pro plan (recreated with its seeded limits where a transactional test flushed it)."""
+
+    class Meta:
+        model = Plan
+        django_get_or_create = ("code",)
+
+    code = "pro"
+    name = "Pro"
+    max_numbers = 5
+    messages_per_day = 10_000
+    api_requests_per_minute = 600
+    default_provider = ProviderName.EVOLUTION
+
+
 class OrganizationFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Organization
 
     name = factory.Sequence(lambda n: f"Organization {n}")
     slug = factory.Sequence(lambda n: f"organization-{n}")
-    plan = factory.LazyFunction(lambda: Plan.objects.get(code="pro"))
+    plan = factory.SubFactory(PlanFactory)
 
 
 class MembershipFactory(factory.django.DjangoModelFactory):

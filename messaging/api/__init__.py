@@ -1,0 +1,1 @@
+"""The integrator API (Django REST framework), versioned under /api/v1/."""

@@ -1,0 +1,102 @@
+"""The organization's event log, and its push to WebSocket rooms after commit.
+
+Every change agents must see live is appended here in the same transaction as the change. After
+commit the event is pushed to the channel layer groups `org.<id>` (the inbox) and `chat.<id>` (one
+conversation). Pushes are at most once; a client that missed any asks for everything after its
+last cursor (`events_after`), so nothing is lost across reconnects or a Redis restart.
+"""
+
+import logging
+from dataclasses import asdict, dataclass
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection, transaction
+
+from messaging.models import Event
+
+logger = logging.getLogger(__name__)
+
+# The WebSocket consumers' handler for pushed events is `event_push` (Channels maps "event.push").
+PUSH_MESSAGE_TYPE = "event.push"
+
+
+@dataclass(frozen=True)
+class EventFrame:
+    """An event as browsers receive it: the cursor, the type, ids and small data."""
+
+    cursor: int
+    type: str
+    chat: int | None
+    number: int | None
+    data: dict
+
+
+def organization_group(organization_id: int) -> str:
+    return f"org.{organization_id}"
+
+
+def chat_group(chat_id: int) -> str:
+    return f"chat.{chat_id}"
+
+
+def number_group(number_id: int) -> str:
+    return f"number.{number_id}"
+
+
+def event_frame(event: Event) -> EventFrame:
+    return EventFrame(
+        cursor=event.sequence, type=event.type, chat=event.chat_id, number=event.number_id, data=event.payload
+    )
+
+
+def event_append(
+    *, organization_id: int, type: str, data: dict, chat_id: int | None = None, number_id: int | None = None
+) -> Event:
+    """Append an event to the organization's log and push it once the transaction commits.
+
+    Must run inside the transaction that makes the change. The cursor is taken by incrementing
+    the organization's counter, which holds that row's lock until commit: events of one
+    organization commit in cursor order, so catching up by cursor never skips one.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE crm_organization SET event_sequence = event_sequence + 1 WHERE id = %s RETURNING event_sequence",
+            [organization_id],
+        )
+        (sequence,) = cursor.fetchone()
+    event = Event.objects.create(
+        organization_id=organization_id,
+        sequence=sequence,
+        type=type,
+        chat_id=chat_id,
+        number_id=number_id,
+        payload=data,
+    )
+    frame = event_frame(event)
+    transaction.on_commit(lambda: event_push(organization_id, frame))
+    return event
+
+
+def event_push(organization_id: int, frame: EventFrame) -> None:
+    """Send a committed event to its rooms; a failure only costs a catch-up, so it is logged, not raised."""
+    groups = [organization_group(organization_id)]
+    if frame.chat is not None:
+        groups.append(chat_group(frame.chat))
+    if frame.number is not None:
+        groups.append(number_group(frame.number))
+    message = {"type": PUSH_MESSAGE_TYPE, "event": asdict(frame)}
+    try:
+        layer = get_channel_layer()
+        for group in groups:
+            async_to_sync(layer.group_send)(group, message)
+    except Exception:
+        logger.warning("event %s #%s not pushed; clients will catch up", frame.type, frame.cursor, exc_info=True)
+
+
+def events_after(*, organization_id: int, after: int, limit: int = 500, chat_id: int | None = None) -> list[EventFrame]:
+    """Return the organization's events with a cursor above `after`, oldest first."""
+    events = Event.objects.filter(organization_id=organization_id, sequence__gt=after)
+    if chat_id is not None:
+        events = events.filter(chat_id=chat_id)
+    return [event_frame(event) for event in events.order_by("sequence")[:limit]]

@@ -1,0 +1,1 @@
+"""Celery tasks of inbound side work: media downloads (see messaging.services.inbound)."""
