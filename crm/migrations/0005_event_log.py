@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('crm', '0004_whatsapp_number_verbose_name'),
+        ("crm", "0004_whatsapp_number_verbose_name"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='organization',
-            name='event_sequence',
+            model_name="organization",
+            name="event_sequence",
             field=models.PositiveBigIntegerField(default=0, editable=False),
         ),
     ]
