@@ -45,6 +45,18 @@ class Message(models.Model):
     media = models.FileField(upload_to="media/%Y/%m/%d/", blank=True)
     media_mime_type = models.CharField(max_length=100, blank=True)
     media_filename = models.CharField(max_length=255, blank=True)
+
+    class MediaState(models.TextChoices):
+        NONE = "none", "No media"
+        PENDING = "pending", "Downloading"
+        STORED = "stored", "Stored"
+        FAILED = "failed", "Download failed"
+
+    # Inbound media is copied into our storage (`media`) by a retried task; until then the
+    # provider's reference waits here, and a failed download stays visible instead of vanishing.
+    media_state = models.CharField(max_length=16, choices=MediaState.choices, default=MediaState.NONE)
+    media_source = models.TextField(blank=True, help_text="The provider's URL or media id to download from.")
+    media_error = models.TextField(blank=True)
     # Type-specific details that have no column of their own: a location's coordinates and name.
     extra = models.JSONField(default=dict, blank=True)
     # NULL, not "", when absent: the per-number unique constraint must ignore messages without one.
@@ -137,3 +149,22 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} #{self.sequence}"
+
+
+class DailyUsage(models.Model):
+    """Outbound messages an organization had accepted on one UTC day: the plan quota's counter.
+
+    Incremented with one conditional upsert per accepted send, so concurrent sends can never take
+    the count past the plan's limit.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="daily_usage")
+    day = models.DateField()
+    messages_sent = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "daily usage"
+        constraints = [models.UniqueConstraint(fields=["organization", "day"], name="daily_usage_once_per_day")]
+
+    def __str__(self) -> str:
+        return f"{self.organization} on {self.day}: {self.messages_sent}"
