@@ -59,3 +59,52 @@ def redis_publish_round_trip(redis_url: str, messages: int = 2000) -> dict:
         subscriber.close()
         publisher.close()
     return {"p50_ms": percentile(latencies, 0.50), "p95_ms": percentile(latencies, 0.95)}
+
+
+def celery_noop_round_trip(redis_url: str, tasks: int = 500) -> dict:
+    """Send `tasks` no-op tasks through the running workers; return tasks/s end to end and serial p50 ms.
+
+    The workers must load this module (`celery -A config worker --include bench.baselines`); each
+    task pushes to a Redis list, which is how this side learns it ran.
+    """
+    key = f"bench-noop-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url)
+    try:
+        latencies = []
+        for _ in range(50):  # serial round trips, one at a time
+            before = time.perf_counter()
+            noop_task.delay(key)
+            client.blpop([key], timeout=10)
+            latencies.append((time.perf_counter() - before) * 1000)
+        started = time.perf_counter()
+        for _ in range(tasks):
+            noop_task.delay(key)
+        received = 0
+        while received < tasks:
+            if client.blpop([key], timeout=30) is None:
+                raise RuntimeError("no-op tasks stopped arriving")
+            received += 1
+        elapsed = time.perf_counter() - started
+    finally:
+        client.delete(key)
+        client.close()
+    return {"tasks_per_second": tasks / elapsed, "p50_ms": percentile(latencies, 0.50)}
+
+
+def _noop_task():
+    from celery import shared_task
+
+    @shared_task(name="bench.baselines.noop", ignore_result=True)
+    def noop(key: str) -> None:
+        from django.conf import settings
+
+        global _worker_redis
+        if _worker_redis is None:
+            _worker_redis = redis.Redis.from_url(settings.REDIS_URL)
+        _worker_redis.rpush(key, 1)
+
+    return noop
+
+
+_worker_redis = None
+noop_task = _noop_task()

@@ -64,6 +64,15 @@ PERIODIC_TASKS: dict[str, PeriodicTaskSpec] = {
         expire_seconds=DAY // 2,
         description="Delete login sessions past their expiry date; Django never removes them by itself.",
     ),
+    "messaging.outbox_sweep": PeriodicTaskSpec(
+        task="messaging.tasks.outbound.outbox_sweep",
+        every_seconds=30,
+        expire_seconds=30,
+        description=(
+            "Re-enqueue outbound messages stuck in queued or sending (a lost task, a killed worker) "
+            "and scheduled messages that came due."
+        ),
+    ),
 }
 
 

@@ -27,8 +27,8 @@ def _secret_key_from_var_dir() -> str:
 
 SECRET_KEY = env.str("SECRET_KEY", default="") or _secret_key_from_var_dir()
 DEBUG = env.bool("DEBUG", default=False)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+ALLOWED_HOSTS = [host for host in env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"]) if host]
+CSRF_TRUSTED_ORIGINS = [origin for origin in env.list("CSRF_TRUSTED_ORIGINS", default=[]) if origin]
 
 INSTALLED_APPS = [
     "config.apps.ConversaAdminConfig",
@@ -78,8 +78,9 @@ TEMPLATES = [
 ]
 
 # --- Database ------------------------------------------------------------------------------------
+# An empty variable (as in .env.example) means "use the default", like an unset one.
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'conversa.sqlite3'}"),
+    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'conversa.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, worker and beat share one SQLite file in embedded mode: WAL lets readers run beside the
@@ -93,7 +94,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, channels, Celery --------------------------------------------------------------
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+REDIS_URL = env.str("REDIS_URL", default="") or "redis://127.0.0.1:6379/0"
 
 # Prefix of every key we keep in Redis (cache entries, circuit breaker state).
 CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="conversa")
@@ -114,7 +115,7 @@ CHANNEL_LAYERS = {
     }
 }
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="") or REDIS_URL
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -142,6 +143,20 @@ OUTBOX_RETRY_BASE_SECONDS = env.float("OUTBOX_RETRY_BASE_SECONDS", default=2.0)
 OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=300.0)
 # A message queued or sending for longer than this is taken as lost by the broker and re-enqueued.
 OUTBOX_STUCK_AFTER_SECONDS = env.int("OUTBOX_STUCK_AFTER_SECONDS", default=120)
+
+# --- API ---------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    # API keys come with the API issue; until then, a logged-in session or HTTP Basic.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Every error, ours or DRF's, answers {"error": {"code", "message", "details"}}.
+    "EXCEPTION_HANDLER": "messaging.api.errors.api_exception_handler",
+}
 
 # --- Inbound (issue: inbound and real time) --------------------------------------------------------
 # Webhook bodies above this are refused (413); Evolution's base64 media makes them large.

@@ -8,5 +8,7 @@ class CurrentOrganizationMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        request.membership = membership_current(user=request.user, session=request.session)
+        # Anonymous requests (provider webhooks, the login page) have no organization to look up.
+        is_signed_in = request.user.is_authenticated
+        request.membership = membership_current(user=request.user, session=request.session) if is_signed_in else None
         return self.get_response(request)

@@ -5,8 +5,9 @@ from django.db import transaction
 from django.db.models import Count, QuerySet
 
 from crm.models import ProviderServer, WhatsAppNumber
-from crm.selectors import SESSION_ORGANIZATION_KEY, memberships_of_user
-from providers.registry import SELF_HOSTED_PROVIDERS
+from crm.selectors import SESSION_ORGANIZATION_KEY, memberships_of_user, number_provider_target
+from providers.base import CONNECTION_STATES
+from providers.registry import SELF_HOSTED_PROVIDERS, adapter_for
 
 
 class NoServerAvailableError(Exception):
@@ -63,3 +64,23 @@ def provider_servers_drain(*, servers: QuerySet[ProviderServer], is_draining: bo
     Return how many servers changed.
     """
     return servers.exclude(is_draining=is_draining).update(is_draining=is_draining)
+
+
+def number_provision(*, number_id: int) -> WhatsAppNumber:
+    """Create the number's instance on its provider if that was never done; return the number.
+
+    Numbers are provisioned on first need (first send, first QR request), not when added, so a
+    number nobody uses costs no provider instance. Raise NoServerAvailableError when no server has
+    room, ProviderError when the provider refuses.
+    """
+    with transaction.atomic():
+        # The row lock makes concurrent first sends take turns: one provisions, the others find
+        # it done. The provider call runs under the lock; it happens once in a number's life.
+        number = WhatsAppNumber.objects.select_for_update(of=("self",)).select_related("server").get(pk=number_id)
+        if number.state != WhatsAppNumber.State.NOT_PROVISIONED:
+            return number
+        number_server_place(number=number)
+        result = adapter_for(number.provider).provision(number_provider_target(number))
+        number.state = result.state if result.state in CONNECTION_STATES else WhatsAppNumber.State.CONNECTING
+        number.save(update_fields=["state"])
+    return number

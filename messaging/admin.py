@@ -1,10 +1,11 @@
 """Admin for messages: the biggest table, so it lists without COUNT(*) and without sorting it all."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.text import Truncator
 
 from crm.admin_mixins import BigTableAdminMixin, OrganizationListFilter, OrganizationWalledMixin
 from messaging.models import Message
+from messaging.services.outbound import MessageStateError, message_retry
 
 
 @admin.register(Message)
@@ -17,6 +18,7 @@ class MessageAdmin(BigTableAdminMixin, OrganizationWalledMixin, admin.ModelAdmin
     list_select_related = ["organization", "chat__contact", "chat__number"]
     autocomplete_fields = ["organization", "number", "chat", "sent_by"]
     readonly_fields = ["created_at", "updated_at"]
+    actions = ["retry_failed"]
     # Newest first by primary key, an index walk; Meta's (timestamp, id) would sort the table.
     ordering = ["-id"]
     fieldsets = [
@@ -43,3 +45,23 @@ class MessageAdmin(BigTableAdminMixin, OrganizationWalledMixin, admin.ModelAdmin
     @admin.display(description="text")
     def text_preview(self, message: Message) -> str:
         return Truncator(message.text).chars(60)
+
+    @admin.action(description="Retry selected failed messages")
+    def retry_failed(self, request, queryset) -> None:
+        retried = skipped = 0
+        # Only failed outbound ones qualify; each goes through the service, which enqueues it.
+        for message in queryset.filter(direction=Message.Direction.OUTBOUND, status=Message.Status.FAILED):
+            try:
+                message_retry(message=message)
+            except MessageStateError:
+                skipped += 1  # retried or changed by someone else meanwhile
+            else:
+                retried += 1
+        skipped += queryset.count() - retried - skipped
+        self.message_user(request, f"{retried} message(s) queued again.", messages.SUCCESS)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} message(s) skipped: only failed outbound messages can be retried.",
+                messages.WARNING,
+            )

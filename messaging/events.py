@@ -6,10 +6,12 @@ conversation). Pushes are at most once; a client that missed any asks for everyt
 last cursor (`events_after`), so nothing is lost across reconnects or a Redis restart.
 """
 
+import asyncio
 import logging
+import os
+import threading
 from dataclasses import asdict, dataclass
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
 
@@ -79,19 +81,70 @@ def event_append(
 
 
 def event_push(organization_id: int, frame: EventFrame) -> None:
-    """Send a committed event to its rooms; a failure only costs a catch-up, so it is logged, not raised."""
+    """Hand a committed event to this process's push loop; returns at once, never raises.
+
+    Pushes are at most once: a failure only costs the client a catch-up, so it is logged.
+    """
     groups = [organization_group(organization_id)]
     if frame.chat is not None:
         groups.append(chat_group(frame.chat))
     if frame.number is not None:
         groups.append(number_group(frame.number))
-    message = {"type": PUSH_MESSAGE_TYPE, "event": asdict(frame)}
-    try:
-        layer = get_channel_layer()
-        for group in groups:
-            async_to_sync(layer.group_send)(group, message)
-    except Exception:
-        logger.warning("event %s #%s not pushed; clients will catch up", frame.type, frame.cursor, exc_info=True)
+    _pusher().submit(groups, {"type": PUSH_MESSAGE_TYPE, "event": asdict(frame)})
+
+
+class _Pusher:
+    """One event loop thread per process that sends pushes in order over one channel layer connection.
+
+    `async_to_sync(group_send)` from sync code (webhook views, Celery tasks) would start a new
+    event loop per call, and the Redis pub/sub layer opens a connection per loop: that cost ~15 ms
+    a push and held the webhook's answer. Here the caller only enqueues; a single consumer
+    coroutine sends in submission order, so a browser sees a chat's events in cursor order.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.queue: asyncio.Queue | None = None
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), name="event-push", daemon=True).start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.queue = asyncio.Queue()
+        self.loop.call_soon(ready.set)
+        self.loop.run_until_complete(self._send_forever())
+
+    async def _send_forever(self) -> None:
+        while True:
+            groups, message = await self.queue.get()
+            # Looked up per push (a dict lookup): CHANNEL_LAYERS may change, as tests do.
+            layer = get_channel_layer()
+            for group in groups:
+                try:
+                    await layer.group_send(group, message)
+                except Exception:
+                    event = message["event"]
+                    logger.warning(
+                        "event %s #%s not pushed to %s", event["type"], event["cursor"], group, exc_info=True
+                    )
+
+    def submit(self, groups: list[str], message: dict) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (groups, message))
+
+
+_pusher_instance: _Pusher | None = None
+_pusher_lock = threading.Lock()
+
+
+def _pusher() -> _Pusher:
+    global _pusher_instance
+    with _pusher_lock:
+        # A forked process (Celery prefork) inherits the object but not the thread: start anew.
+        if _pusher_instance is None or _pusher_instance.pid != os.getpid():
+            _pusher_instance = _Pusher()
+        return _pusher_instance
 
 
 def events_after(*, organization_id: int, after: int, limit: int = 500, chat_id: int | None = None) -> list[EventFrame]:
