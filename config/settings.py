@@ -91,6 +91,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's psycopg pool: a new connection per request or task cost more than the work itself
+    # (measured in bench/outbound.py), and CONN_MAX_AGE leaks connections under ASGI (field
+    # notes). Celery's prefork workers close the inherited pool in each child.
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=10),
+        "timeout": 10,
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis, cache, channels, Celery --------------------------------------------------------------

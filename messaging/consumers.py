@@ -103,7 +103,12 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._error("unknown_type", 'Frames are {"type": "ping"} or {"type": "pong"}.')
 
     async def event_push(self, message):
-        await self.send_json({"type": "event", "event": message["event"]})
+        # The pusher serialized the frame once for every socket in the room (messaging.events).
+        text = message.get("text")
+        if text is None:
+            await self.send_json({"type": "event", "event": message["event"]})
+        else:
+            await self.send(text_data=text)
 
     async def send_json(self, payload: dict) -> None:
         await self.send(text_data=json.dumps(payload, separators=(",", ":")))

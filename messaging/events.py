@@ -7,6 +7,7 @@ last cursor (`events_after`), so nothing is lost across reconnects or a Redis re
 """
 
 import asyncio
+import json
 import logging
 import os
 import threading
@@ -90,7 +91,10 @@ def event_push(organization_id: int, frame: EventFrame) -> None:
         groups.append(chat_group(frame.chat))
     if frame.number is not None:
         groups.append(number_group(frame.number))
-    _pusher().submit(groups, {"type": PUSH_MESSAGE_TYPE, "event": asdict(frame)})
+    event = asdict(frame)
+    # Serialized once here, not once per listening socket: a busy inbox has many listeners.
+    text = json.dumps({"type": "event", "event": event}, separators=(",", ":"))
+    _pusher().submit(groups, {"type": PUSH_MESSAGE_TYPE, "event": event, "text": text})
 
 
 class _Pusher:
