@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
 
-from messaging.models import Event
+from messaging.models import Event, Message
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,47 @@ def chat_group(chat_id: int) -> str:
 
 def number_group(number_id: int) -> str:
     return f"number.{number_id}"
+
+
+PREVIEW_LENGTH = 200
+_PREVIEW_OF_TYPE = {
+    "image": "📷 Photo",
+    "audio": "🎤 Audio",
+    "video": "🎬 Video",
+    "document": "📄 Document",
+    "sticker": "Sticker",
+    "location": "📍 Location",
+}
+
+
+def message_preview(message: Message) -> str:
+    """Return what a chat list shows for a message: its text, or what kind of media it is."""
+    text = (message.text or "").strip() or _PREVIEW_OF_TYPE.get(message.type, "")
+    return text[:PREVIEW_LENGTH]
+
+
+def message_event_data(message: Message) -> dict:
+    """The small data of a message event, the same for inbound and outbound: ids and a list row."""
+    return {
+        "message": message.pk,
+        "direction": message.direction,
+        "type": message.type,
+        "status": message.status,
+        "preview": message_preview(message),
+        "timestamp": message.timestamp.isoformat(),
+        "scheduled_at": message.scheduled_at.isoformat() if message.scheduled_at else None,
+        "media_state": message.media_state,
+    }
+
+
+def message_status_event(message: Message) -> None:
+    """Append a `message.status` event for the message's current status (inside its transaction)."""
+    event_append(
+        organization_id=message.organization_id,
+        type="message.status",
+        chat_id=message.chat_id,
+        data={"message": message.pk, "status": message.status, "error": message.error},
+    )
 
 
 def event_frame(event: Event) -> EventFrame:

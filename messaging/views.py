@@ -12,6 +12,7 @@ from django.core.cache import cache
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
+from messaging.api.errors import error_body
 from messaging.events import events_after
 from messaging.selectors import (
     chat_of_organization,
@@ -26,7 +27,7 @@ _redis_clients: dict[str, redis.Redis] = {}
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None) -> JsonResponse:
-    return JsonResponse({"error": {"code": code, "message": message, "details": details or {}}}, status=status)
+    return JsonResponse(error_body(code=code, message=message, details=details), status=status)
 
 
 def _not_signed_in() -> JsonResponse:

@@ -23,7 +23,6 @@ import base64
 import binascii
 import logging
 import mimetypes
-from datetime import datetime
 
 from django.conf import settings
 from django.core.cache import cache
@@ -36,7 +35,7 @@ from django.utils import timezone
 from crm.models import Contact, ContactIdentity, WhatsAppNumber
 from crm.phones import IdentityKind, WhatsAppIdentity, phone_normalize, wa_id_parse
 from crm.selectors import number_provider_target
-from messaging.events import event_append
+from messaging.events import event_append, message_event_data, message_preview
 from messaging.models import Message
 from messaging.services.statuses import message_status_report
 from providers.base import ConnectionUpdate, InboundMessage, ProviderError, QrUpdate, StatusUpdate, WebhookEvent
@@ -46,16 +45,7 @@ from providers.registry import ProviderName
 
 logger = logging.getLogger(__name__)
 
-PREVIEW_LENGTH = 200
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
-_PREVIEW_OF_TYPE = {
-    "image": "📷 Photo",
-    "audio": "🎤 Audio",
-    "video": "🎬 Video",
-    "document": "📄 Document",
-    "sticker": "Sticker",
-    "location": "📍 Location",
-}
 
 
 def qr_cache_key(number_id: int) -> str:
@@ -346,28 +336,6 @@ def _chat_touch(*, chat_id: int, message: Message) -> dict:
         "last_message_preview": last_message_preview,
         "status": status,
     }
-
-
-def message_preview(message: Message) -> str:
-    text = (message.text or "").strip() or _PREVIEW_OF_TYPE.get(message.type, "")
-    return text[:PREVIEW_LENGTH]
-
-
-def message_event_data(message: Message) -> dict:
-    """The small, typed data of a message event: ids and what a list row shows."""
-    return {
-        "message": message.pk,
-        "direction": message.direction,
-        "type": message.type,
-        "status": message.status,
-        "preview": message_preview(message),
-        "timestamp": _iso(message.timestamp),
-        "media_state": message.media_state,
-    }
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()
 
 
 def _media_download_enqueue(message_id: int) -> None:

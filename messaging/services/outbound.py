@@ -23,7 +23,7 @@ from django.utils.text import Truncator
 from crm.models import Chat, ContactIdentity, Organization, WhatsAppNumber
 from crm.selectors import number_provider_target
 from crm.services import NoServerAvailableError, number_provision
-from messaging.events import event_append
+from messaging.events import event_append, message_event_data, message_preview, message_status_event
 from messaging.models import Message
 from messaging.services.statuses import message_status_report
 from providers.base import MediaPayload, ProviderError, SendResult
@@ -32,7 +32,6 @@ from providers.registry import adapter_for
 logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_CONSTRAINT = "message_idempotency_key_once_per_organization"
-PREVIEW_CHARS = 200
 _WAITING = (Message.Status.QUEUED, Message.Status.SENDING)
 
 
@@ -114,10 +113,6 @@ def _replayed(message: Message, *, chat: Chat, text: str) -> Message:
 def _message_accept(*, organization, chat, sent_by, text, media, idempotency_key, scheduled_at) -> Message:
     now = timezone.now()
     quota_count(organization=organization, now=now)
-    preview = Truncator(text or _media_label(media)).chars(PREVIEW_CHARS)
-    # Updating the chat first takes its row lock: sends to one chat commit one at a time, so ids
-    # within a chat follow acceptance order, which is the order delivery keeps.
-    Chat.objects.filter(pk=chat.pk).update(last_message_at=now, last_message_preview=preview, updated_at=now)
     message = Message(
         organization=organization,
         number_id=chat.number_id,
@@ -136,6 +131,11 @@ def _message_accept(*, organization, chat, sent_by, text, media, idempotency_key
         message.media = media
         message.media_mime_type = getattr(media, "content_type", "") or ""
         message.media_filename = getattr(media, "name", "") or ""
+    # Updating the chat before inserting takes its row lock: sends to one chat commit one at a
+    # time, so ids within a chat follow acceptance order, which is the order delivery keeps.
+    Chat.objects.filter(pk=chat.pk).update(
+        last_message_at=now, last_message_preview=message_preview(message), updated_at=now
+    )
     message.save()
     event_append(
         organization_id=organization.pk,
@@ -148,17 +148,6 @@ def _message_accept(*, organization, chat, sent_by, text, media, idempotency_key
     return message
 
 
-def message_event_data(message: Message) -> dict:
-    return {
-        "message": message.pk,
-        "direction": message.direction,
-        "type": message.type,
-        "status": message.status,
-        "text": Truncator(message.text).chars(PREVIEW_CHARS),
-        "scheduled_at": message.scheduled_at.isoformat() if message.scheduled_at else None,
-    }
-
-
 def _media_type(media) -> str:
     mime_type = getattr(media, "content_type", "") or ""
     for prefix, kind in (
@@ -169,10 +158,6 @@ def _media_type(media) -> str:
         if mime_type.startswith(prefix):
             return kind
     return Message.Type.DOCUMENT
-
-
-def _media_label(media) -> str:
-    return f"[{_media_type(media)}]" if media else ""
 
 
 def quota_resets_at(now: datetime) -> datetime:
@@ -230,7 +215,7 @@ def message_retry(*, message: Message) -> Message:
     if not changed:
         raise MessageStateError("Only failed outbound messages can be retried.")
     message.refresh_from_db()
-    _status_event(message)
+    message_status_event(message)
     transaction.on_commit(lambda: deliver_enqueue(message.pk))
     return message
 
@@ -251,18 +236,9 @@ def message_cancel(*, message: Message, cancelled_by=None) -> Message:
     if not changed:
         raise MessageStateError("Only queued messages can be cancelled; this one is being sent or was sent.")
     message.refresh_from_db()
-    _status_event(message)
+    message_status_event(message)
     _chat_next_enqueue(message.chat_id)
     return message
-
-
-def _status_event(message: Message) -> None:
-    event_append(
-        organization_id=message.organization_id,
-        type="message.status",
-        chat_id=message.chat_id,
-        data={"message": message.pk, "status": message.status, "error": message.error},
-    )
 
 
 # --- delivering ------------------------------------------------------------------------------------
@@ -377,7 +353,7 @@ def _delivery_succeeded(message: Message, result: SendResult) -> None:
             Message.objects.filter(pk=message.pk, status__in=_WAITING).update(
                 status=Message.Status.SENT, updated_at=timezone.now()
             )
-            _status_event(Message.objects.get(pk=message.pk))
+            message_status_event(Message.objects.get(pk=message.pk))
         else:
             if stored:
                 message_status_report(
@@ -406,7 +382,7 @@ def _delivery_failed(message: Message, error: ProviderError) -> DeliveryOutcome:
         current.status = Message.Status.FAILED
         current.error = reason
         current.save(update_fields=["status", "error", "attempts", "updated_at"])
-        _status_event(current)
+        message_status_event(current)
         _chat_next_enqueue(current.chat_id)
     return DeliveryOutcome("failed")
 
@@ -499,7 +475,7 @@ def outbox_sweep(*, now: datetime | None = None) -> list[int]:
             message.status = Message.Status.FAILED
             message.error = "Delivery was interrupted on its last attempt; check the chat, then retry by hand."
             message.save(update_fields=["status", "error", "updated_at"])
-            _status_event(message)
+            message_status_event(message)
             _chat_next_enqueue(message.chat_id)
         cursor.execute(
             """

@@ -8,7 +8,7 @@ Only the provider's proof that the message arrived (delivered or read) overrides
 
 from django.db import transaction
 
-from messaging.events import event_append
+from messaging.events import message_status_event
 from messaging.models import Message
 
 _RANK = {
@@ -49,10 +49,5 @@ def message_status_report(*, number_id: int, provider_message_id: str, status: s
     message.status = status
     message.error = error if status == Message.Status.FAILED else ""
     message.save(update_fields=["status", "error", "updated_at"])
-    event_append(
-        organization_id=message.organization_id,
-        type="message.status",
-        chat_id=message.chat_id,
-        data={"message": message.pk, "status": status, "error": message.error},
-    )
+    message_status_event(message)
     return message

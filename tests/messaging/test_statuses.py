@@ -59,3 +59,30 @@ def test_reports_about_unknown_or_inbound_messages_change_nothing():
     assert message_status_report(number_id=inbound.number_id, provider_message_id="nope", status="read") is None
     inbound.refresh_from_db()
     assert inbound.status == "received"
+
+
+def test_inbound_and_outbound_messages_make_events_of_one_shape():
+    from datetime import UTC, datetime
+
+    from messaging.events import events_after
+    from messaging.services.inbound import inbound_events_apply
+    from messaging.services.outbound import message_send
+    from providers.base import InboundMessage
+
+    chat = ChatFactory()
+    message_send(organization=chat.organization, chat=chat, text="out")
+    inbound_events_apply(
+        number=chat.number,
+        events=[
+            InboundMessage(
+                provider_message_id="in-1",
+                chat_id="5511912345678@s.whatsapp.net",
+                sender_ids=("5511912345678@s.whatsapp.net",),
+                timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+                text="in",
+            )
+        ],
+    )
+    created = [e for e in events_after(organization_id=chat.organization_id, after=0) if e.type == "message.created"]
+    assert [event.data["direction"] for event in created] == ["out", "in"]
+    assert set(created[0].data) == set(created[1].data)
