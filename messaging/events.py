@@ -94,6 +94,18 @@ def event_frame(event: Event) -> EventFrame:
     )
 
 
+def event_log_lock(organization_id: int) -> None:
+    """Take the organization's event-log lock now; call it first in a transaction that appends events.
+
+    `event_append` takes this row lock anyway. Taking it before any other row gives every writer of
+    an organization one lock order (organization, then usage, chat, message rows), so a send, a
+    delivery and a webhook of one chat never deadlock (tests/messaging/test_lock_order.py). Plain
+    SQL: SQLite (embedded mode) runs it too, where IMMEDIATE transactions serialize writers anyway.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE crm_organization SET event_sequence = event_sequence WHERE id = %s", [organization_id])
+
+
 def event_append(
     *, organization_id: int, type: str, data: dict, chat_id: int | None = None, number_id: int | None = None
 ) -> Event:

@@ -35,7 +35,7 @@ from django.utils import timezone
 from crm.models import Contact, ContactIdentity, WhatsAppNumber
 from crm.phones import IdentityKind, WhatsAppIdentity, phone_normalize, wa_id_parse
 from crm.selectors import number_provider_target
-from messaging.events import event_append, message_event_data, message_preview
+from messaging.events import event_append, event_log_lock, message_event_data, message_preview
 from messaging.models import Message
 from messaging.services.statuses import message_status_report
 from providers.base import ConnectionUpdate, InboundMessage, ProviderError, QrUpdate, StatusUpdate, WebhookEvent
@@ -60,7 +60,7 @@ def inbound_events_apply(*, number: WhatsAppNumber, events: list[WebhookEvent]) 
     """
     if not events:
         return []
-    _organization_lock(number.organization_id)
+    event_log_lock(number.organization_id)
     created = []
     for event in events:
         if isinstance(event, InboundMessage):
@@ -79,14 +79,6 @@ def inbound_events_apply(*, number: WhatsAppNumber, events: list[WebhookEvent]) 
         elif isinstance(event, QrUpdate):
             number_qr_update(number=number, event=event)
     return created
-
-
-def _organization_lock(organization_id: int) -> None:
-    # A no-op UPDATE takes the row lock event_append's UPDATE takes (PostgreSQL), so this ingest
-    # queues behind or ahead of it as a whole. Plain SQL: SQLite (embedded mode) runs it too, where
-    # IMMEDIATE transactions already serialize writers.
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE crm_organization SET event_sequence = event_sequence WHERE id = %s", [organization_id])
 
 
 # --- messages ----------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ compare-and-set, so a task delivered twice sends once, and only when no older me
 chat is still waiting, so a chat's messages reach the provider in the order they were accepted.
 `outbox_sweep` re-enqueues whatever a lost task or a killed worker left behind.
 
-Lock order in a send, the same everywhere so sends never deadlock: the organization's daily usage
-row, the chat row, then the organization row (taken by `event_append`).
+Lock order, the same for every writer so nothing deadlocks: the organization's event-log lock
+first (`event_log_lock`), then the daily usage, chat and message rows.
 """
 
 import logging
@@ -23,7 +23,7 @@ from django.utils.text import Truncator
 from crm.models import Chat, ContactIdentity, Organization, WhatsAppNumber
 from crm.selectors import number_provider_target
 from crm.services import NoServerAvailableError, number_provision
-from messaging.events import event_append, message_event_data, message_preview, message_status_event
+from messaging.events import event_append, event_log_lock, message_event_data, message_preview, message_status_event
 from messaging.models import Message
 from messaging.services.statuses import message_status_report
 from providers.base import MediaPayload, ProviderError, SendResult
@@ -111,6 +111,7 @@ def _replayed(message: Message, *, chat: Chat, text: str) -> Message:
 
 
 def _message_accept(*, organization, chat, sent_by, text, media, idempotency_key, scheduled_at) -> Message:
+    event_log_lock(organization.pk)
     now = timezone.now()
     quota_count(organization=organization, now=now)
     message = Message(
@@ -201,6 +202,7 @@ def message_retry(*, message: Message) -> Message:
 
     Raise MessageStateError when the message is not a failed outbound one.
     """
+    event_log_lock(message.organization_id)
     now = timezone.now()
     changed = Message.objects.filter(
         pk=message.pk, direction=Message.Direction.OUTBOUND, status=Message.Status.FAILED
@@ -228,6 +230,7 @@ def message_cancel(*, message: Message, cancelled_by=None) -> Message:
     would hide what was planned and orphan its events, and it can still be sent by retrying it.
     Raise MessageStateError when it is already being sent or was sent.
     """
+    event_log_lock(message.organization_id)
     who = f" by {cancelled_by}" if cancelled_by else ""
     reason = f"Cancelled{who} before it was sent."
     changed = Message.objects.filter(
@@ -340,6 +343,7 @@ def _recipient(message: Message) -> str:
 
 def _delivery_succeeded(message: Message, result: SendResult) -> None:
     with transaction.atomic():
+        event_log_lock(message.organization_id)
         try:
             with transaction.atomic():
                 # Queued too: the sweep may have taken a very slow send for lost; the provider has it.
@@ -367,6 +371,7 @@ def _delivery_succeeded(message: Message, result: SendResult) -> None:
 def _delivery_failed(message: Message, error: ProviderError) -> DeliveryOutcome:
     reason = Truncator(error.message or str(error)).chars(1000)
     with transaction.atomic():
+        event_log_lock(message.organization_id)
         current = Message.objects.select_for_update().get(pk=message.pk)
         if current.status != Message.Status.SENDING:
             return DeliveryOutcome("skipped")  # the sweep or a cancel moved it meanwhile
@@ -459,7 +464,9 @@ def outbox_sweep(*, now: datetime | None = None) -> list[int]:
     # A message waiting out a retry delay was updated when it failed; it is stale only after the
     # longest delay too, so the sweep does not cut backoffs short.
     retry_stuck_before = stuck_before - timedelta(seconds=settings.OUTBOX_RETRY_MAX_SECONDS)
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
+        # Its own statement and transaction: it appends no events, so it takes no organization lock
+        # while holding message rows (see event_log_lock for the one lock order).
         cursor.execute(
             """
             UPDATE messaging_message SET status = 'queued', error = %(reason)s, updated_at = %(now)s
@@ -469,14 +476,12 @@ def outbox_sweep(*, now: datetime | None = None) -> list[int]:
             {"reason": "Delivery was interrupted; trying again.", "now": now, "stuck_before": stuck_before},
         )
         recovered = [row[0] for row in cursor.fetchall()]
-        for message in Message.objects.select_for_update(skip_locked=True).filter(
-            status=Message.Status.SENDING, updated_at__lt=stuck_before
-        ):
-            message.status = Message.Status.FAILED
-            message.error = "Delivery was interrupted on its last attempt; check the chat, then retry by hand."
-            message.save(update_fields=["status", "error", "updated_at"])
-            message_status_event(message)
-            _chat_next_enqueue(message.chat_id)
+    stuck_on_last_attempt = Message.objects.filter(
+        status=Message.Status.SENDING, updated_at__lt=stuck_before
+    ).values_list("pk", "organization_id")
+    for message_id, organization_id in stuck_on_last_attempt:
+        _interrupted_fail(message_id=message_id, organization_id=organization_id, stuck_before=stuck_before)
+    with connection.cursor() as cursor:
         cursor.execute(
             """
             SELECT MIN(id) FROM messaging_message
@@ -495,3 +500,21 @@ def outbox_sweep(*, now: datetime | None = None) -> list[int]:
     for message_id in ids:
         deliver_enqueue(message_id)
     return ids
+
+
+@transaction.atomic
+def _interrupted_fail(*, message_id: int, organization_id: int, stuck_before: datetime) -> None:
+    """Fail a message whose last attempt was interrupted, unless its worker finished it meanwhile."""
+    event_log_lock(organization_id)
+    message = (
+        Message.objects.select_for_update()
+        .filter(pk=message_id, status=Message.Status.SENDING, updated_at__lt=stuck_before)
+        .first()
+    )
+    if message is None:
+        return
+    message.status = Message.Status.FAILED
+    message.error = "Delivery was interrupted on its last attempt; check the chat, then retry by hand."
+    message.save(update_fields=["status", "error", "updated_at"])
+    message_status_event(message)
+    _chat_next_enqueue(message.chat_id)

@@ -8,7 +8,8 @@ Only the provider's proof that the message arrived (delivered or read) overrides
 
 from django.db import transaction
 
-from messaging.events import message_status_event
+from crm.models import WhatsAppNumber
+from messaging.events import event_log_lock, message_status_event
 from messaging.models import Message
 
 _RANK = {
@@ -39,6 +40,10 @@ def message_status_report(*, number_id: int, provider_message_id: str, status: s
     Return the message when it changed, None when the report is stale, a duplicate, or about a
     message we do not have (a provider may report on messages sent from the phone).
     """
+    organization_id = WhatsAppNumber.objects.filter(pk=number_id).values_list("organization_id", flat=True).first()
+    if organization_id is None:
+        return None
+    event_log_lock(organization_id)
     message = (
         Message.objects.select_for_update()
         .filter(number_id=number_id, provider_message_id=provider_message_id, direction=Message.Direction.OUTBOUND)
