@@ -3,11 +3,11 @@ database_sync_to_async, so each is one small query."""
 
 from datetime import timedelta
 
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from crm.models import Chat, Membership, WhatsAppNumber
-from crm.selectors import membership_current
+from crm.models import Chat, WhatsAppNumber
+from crm.selectors import membership_current, memberships_of_user
 from messaging.models import Message
 
 
@@ -25,34 +25,32 @@ def organization_id_for_socket(*, user, session) -> int | None:
     return membership.organization_id if membership else None
 
 
+def _organizations_of_member(user) -> QuerySet:
+    """The ids of the active organizations `user` belongs to (none for anonymous users), as a subquery."""
+    return memberships_of_user(user=user).order_by().values("organization_id")
+
+
+def chats_of_member(*, user) -> QuerySet[Chat]:
+    """Every chat `user` may see: those of the organizations they are a member of."""
+    return Chat.objects.filter(organization_id__in=_organizations_of_member(user))
+
+
+def messages_of_member(*, user) -> QuerySet[Message]:
+    return Message.objects.filter(organization_id__in=_organizations_of_member(user))
+
+
+def numbers_of_member(*, user) -> QuerySet[WhatsAppNumber]:
+    return WhatsAppNumber.objects.filter(organization_id__in=_organizations_of_member(user))
+
+
 def chat_organization_for_member(*, user, chat_id: int) -> int | None:
     """Return the chat's organization id when `user` is a member of it, else None."""
-    if user is None or not user.is_authenticated:
-        return None
-    return (
-        Chat.objects.filter(
-            pk=chat_id,
-            organization__is_active=True,
-            organization__memberships__user=user,
-        )
-        .values_list("organization_id", flat=True)
-        .first()
-    )
+    return chats_of_member(user=user).filter(pk=chat_id).values_list("organization_id", flat=True).first()
 
 
 def number_organization_for_member(*, user, number_id: int) -> int | None:
     """Return the number's organization id when `user` is a member of it, else None."""
-    if user is None or not user.is_authenticated:
-        return None
-    return (
-        WhatsAppNumber.objects.filter(
-            pk=number_id,
-            organization__is_active=True,
-            organization__memberships__user=user,
-        )
-        .values_list("organization_id", flat=True)
-        .first()
-    )
+    return numbers_of_member(user=user).filter(pk=number_id).values_list("organization_id", flat=True).first()
 
 
 def chat_of_organization(*, organization_id: int, chat_id: int) -> Chat | None:
@@ -65,11 +63,9 @@ def number_of_organization(*, organization_id: int, number_id: int) -> WhatsAppN
 
 def message_with_media_for_member(*, user, message_id: int) -> Message | None:
     """Return the message when it has stored media and `user` belongs to its organization."""
-    if not user.is_authenticated:
-        return None
-    member_of = Membership.objects.filter(user=user, organization__is_active=True).values("organization_id")
     return (
-        Message.objects.filter(pk=message_id, organization_id__in=member_of, media_state=Message.MediaState.STORED)
+        messages_of_member(user=user)
+        .filter(pk=message_id, media_state=Message.MediaState.STORED)
         .exclude(media="")
         .first()
     )

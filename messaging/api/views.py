@@ -12,6 +12,7 @@ from crm.models import Chat
 from messaging.api.errors import ApiError
 from messaging.api.serializers import MessageSendInputSerializer, message_output
 from messaging.models import Message
+from messaging.selectors import chats_of_member, messages_of_member
 from messaging.services.outbound import (
     IdempotencyKeyReusedError,
     MessageStateError,
@@ -26,15 +27,11 @@ IDEMPOTENCY_KEY_MAX_CHARS = 128
 
 def _chat_of_member(user, chat_id: int) -> Chat:
     """Return the chat when the user is a member of its organization; 404 otherwise (never 403)."""
-    chats = Chat.objects.select_related("organization__plan").filter(
-        organization__memberships__user=user, organization__is_active=True
-    )
-    return get_object_or_404(chats, pk=chat_id)
+    return get_object_or_404(chats_of_member(user=user).select_related("organization__plan"), pk=chat_id)
 
 
 def _message_of_member(user, message_id: int) -> Message:
-    messages = Message.objects.filter(organization__memberships__user=user, organization__is_active=True)
-    return get_object_or_404(messages, pk=message_id, direction=Message.Direction.OUTBOUND)
+    return get_object_or_404(messages_of_member(user=user), pk=message_id, direction=Message.Direction.OUTBOUND)
 
 
 def _idempotency_key(request) -> str | None:
