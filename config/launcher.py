@@ -231,6 +231,14 @@ def _browser_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def demo_seed_arguments(evolution_url: str, evolution_api_key: str) -> list[str]:
+    """The `manage.py demo_seed` options for this run's fake Evolution server.
+
+    As `--option=value`: a generated key may start with "-", which argparse would take for an option.
+    """
+    return [f"--evolution-url={evolution_url}", f"--evolution-api-key={evolution_api_key}"]
+
+
 class Launcher:
     def __init__(self, console: Console, signals: StopSignals) -> None:
         self.console = console
@@ -277,13 +285,7 @@ class Launcher:
         self._manage("migrate", "--noinput", env=env)
         self._manage("periodic_tasks_register", env=env)
         demo_lines = self._manage(
-            "demo_seed",
-            "--evolution-url",
-            evolution_url,
-            "--evolution-api-key",
-            evolution_api_key,
-            env=env,
-            capture=True,
+            "demo_seed", *demo_seed_arguments(evolution_url, evolution_api_key), env=env, capture=True
         )
 
         self._stop_check()

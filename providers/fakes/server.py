@@ -13,6 +13,8 @@ Faults (set from tests, or over HTTP at POST /_fake/faults):
 - `reorder_webhooks`: webhooks are delivered in pairs, second first.
 """
 
+import heapq
+import itertools
 import json
 import logging
 import random
@@ -106,6 +108,14 @@ class FakeProviderServer:
         self._lock = threading.Lock()
         self._unhang = threading.Event()
         self._held_webhook: tuple | None = None
+        # Webhooks wait here, by due time, for the one thread that sends them (see _webhooks_send).
+        self._outbox: list[tuple] = []
+        self._outbox_changed = threading.Condition()
+        self._outbox_sequence = itertools.count()
+        self._is_stopping = False
+        self._sender = threading.Thread(target=self._webhooks_send, name=f"fake-{self.provider_name}-webhooks")
+        self._sender.daemon = True
+        self._sender.start()
         self._webhook_session = requests.Session()
         self._random = random.Random(0)  # noqa: S311 (fault injection, not security)
         self._http = _QuietThreadingHTTPServer((host, port), self._handler_class())
@@ -130,6 +140,9 @@ class FakeProviderServer:
 
     def stop(self) -> None:
         self._unhang.set()
+        with self._outbox_changed:
+            self._is_stopping = True
+            self._outbox_changed.notify()
         self._http.shutdown()
         self._http.server_close()
         if self._thread:
@@ -241,13 +254,29 @@ class FakeProviderServer:
             self._webhook_later(0, [held])
 
     def _webhook_later(self, delay: float, batch: list[tuple]) -> None:
-        def deliver():
-            time.sleep(delay)
+        due = time.monotonic() + delay
+        with self._outbox_changed:
             for url, body, headers, copies in batch:
                 for _ in range(copies):
-                    self._webhook_post(url, body, headers)
+                    heapq.heappush(self._outbox, (due, next(self._outbox_sequence), url, body, headers))
+            self._outbox_changed.notify()
 
-        threading.Thread(target=deliver, daemon=True).start()
+    def _webhooks_send(self) -> None:
+        """Send webhooks one at a time, in due-time order (then scheduling order), until stopped.
+
+        One sender, like the providers' own per-instance queues: an echo scheduled before its
+        statuses arrives before them, however busy the machine is. Out-of-order delivery happens
+        only when a fault asks for it (`reorder_webhooks`).
+        """
+        while True:
+            with self._outbox_changed:
+                while not self._is_stopping and (not self._outbox or self._outbox[0][0] > time.monotonic()):
+                    timeout = self._outbox[0][0] - time.monotonic() if self._outbox else None
+                    self._outbox_changed.wait(timeout)
+                if self._is_stopping:
+                    return
+                _, _, url, body, headers = heapq.heappop(self._outbox)
+            self._webhook_post(url, body, headers)
 
     def _webhook_post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
         try:

@@ -86,3 +86,14 @@ def test_rerun_moves_the_demo_server_to_the_new_fake_and_reconnects(fake_evoluti
     assert number.server.base_url == fake_evolution.url
     assert number.server.api_key == "demo-key"
     assert number.instance_name in fake_evolution.instances
+
+
+def test_demo_seed_accepts_a_generated_key_that_starts_with_a_dash(fake_evolution):
+    # The launcher passes a random key; one in 64 starts with "-" (a real failure of `make run`).
+    from config.launcher import demo_seed_arguments
+
+    fake_evolution.api_key = "-starts-with-a-dash"
+    call_command("demo_seed", *demo_seed_arguments(fake_evolution.url, "-starts-with-a-dash"))
+    number = Chat.objects.get(contact__name="Maria Souza").number
+    assert number.server.api_key == "-starts-with-a-dash"
+    assert number.state == "connected"

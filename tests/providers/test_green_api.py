@@ -255,7 +255,8 @@ def test_send_media_by_url_names_the_file(authorized_fake, connected, webhook_si
         "fileName": "document.pdf",
         "caption": "Q3",
     }
-    echo = _events(connected, webhook_sink.wait_for(1))[0]
+    # The echo and the three statuses come from separate threads: find the echo, whatever came first.
+    [echo] = [event for event in _events(connected, webhook_sink.wait_for(4)) if isinstance(event, InboundMessage)]
     assert (echo.provider_message_id, echo.type, echo.from_me) == (result.provider_message_id, "document", True)
     assert (echo.media_url, echo.media_filename, echo.text) == ("https://cdn.test/download?id=7", "document.pdf", "Q3")
 
