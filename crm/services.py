@@ -1,13 +1,16 @@
 """Writes of the CRM: organizations, members, session choices and where numbers live."""
 
+import dataclasses
+import secrets
+
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, QuerySet
 
-from crm.models import ProviderServer, WhatsAppNumber
+from crm.models import Organization, ProviderServer, WhatsAppNumber
 from crm.selectors import SESSION_ORGANIZATION_KEY, memberships_of_user, number_provider_target
 from providers.base import CONNECTION_STATES
-from providers.registry import SELF_HOSTED_PROVIDERS, adapter_for
+from providers.registry import SELF_HOSTED_PROVIDERS, ProviderName, adapter_for
 
 
 class NoServerAvailableError(Exception):
@@ -84,3 +87,60 @@ def number_provision(*, number_id: int) -> WhatsAppNumber:
         number.state = result.state if result.state in CONNECTION_STATES else WhatsAppNumber.State.CONNECTING
         number.save(update_fields=["state"])
     return number
+
+
+class NumberLimitReachedError(Exception):
+    """The organization already has as many numbers as its plan allows."""
+
+    def __init__(self, *, limit: int):
+        super().__init__(f"Your plan allows {limit} WhatsApp number{'s' if limit != 1 else ''}; remove one first.")
+        self.limit = limit
+
+
+def number_instance_name_generate() -> str:
+    # Provider instance names end up in URLs and provider dashboards: short, unique, no tenant data.
+    return f"conversa-{secrets.token_hex(6)}"
+
+
+@transaction.atomic
+def number_create(
+    *, organization: Organization, name: str, provider: str = "", credentials: dict | None = None
+) -> WhatsAppNumber:
+    """Add a number to the organization, on the plan's default provider unless another is named.
+
+    The number is not provisioned here: that happens on first need (first send, first connect).
+    Raise NumberLimitReachedError at the plan's number limit (exact under concurrency: the
+    organization's row lock makes concurrent adds take turns), ValueError for an unknown provider.
+    """
+    # The organization row first: the same first lock as every event-log writer (one lock order).
+    organization = Organization.objects.select_for_update().select_related("plan").get(pk=organization.pk)
+    limit = organization.plan.max_numbers
+    if WhatsAppNumber.objects.filter(organization=organization).count() >= limit:
+        raise NumberLimitReachedError(limit=limit)
+    provider = provider or organization.plan.default_provider
+    if provider not in ProviderName.values:
+        raise ValueError(f"Unknown provider {provider!r}.")
+    return WhatsAppNumber.objects.create(
+        organization=organization,
+        name=name.strip(),
+        provider=provider,
+        instance_name=number_instance_name_generate(),
+        credentials=credentials or {},
+    )
+
+
+def number_delete(*, number: WhatsAppNumber) -> None:
+    """Delete the number with its chats and history, and remove its instance from the provider.
+
+    The provider call runs in a Celery task after commit (a web request never waits on a
+    provider); the task gets everything it needs, since the row is gone by then.
+    """
+    from crm.tasks import provider_instance_delete
+
+    provisioned = number.state != WhatsAppNumber.State.NOT_PROVISIONED
+    target = number_provider_target(number) if provisioned else None
+    with transaction.atomic():
+        WhatsAppNumber.objects.filter(pk=number.pk).delete()
+        if target is not None:
+            payload = dataclasses.asdict(target)
+            transaction.on_commit(lambda: provider_instance_delete.delay(payload))

@@ -78,6 +78,18 @@ def message_event_data(message: Message) -> dict:
     }
 
 
+def chat_event_data(chat) -> dict:
+    """The small data of a `chat.*` event: what a chat list row needs to redraw itself."""
+    return {
+        "chat": chat.pk,
+        "status": chat.status,
+        "assignee": chat.assignee_id,
+        "unread_count": chat.unread_count,
+        "last_message_at": chat.last_message_at.isoformat() if chat.last_message_at else None,
+        "last_message_preview": chat.last_message_preview,
+    }
+
+
 def message_status_event(message: Message) -> None:
     """Append a `message.status` event for the message's current status (inside its transaction)."""
     event_append(

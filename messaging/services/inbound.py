@@ -32,10 +32,10 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from crm.models import Contact, ContactIdentity, WhatsAppNumber
+from crm.models import Chat, Contact, ContactIdentity, WhatsAppNumber
 from crm.phones import IdentityKind, WhatsAppIdentity, phone_normalize, wa_id_parse
 from crm.selectors import number_provider_target
-from messaging.events import event_append, event_log_lock, message_event_data, message_preview
+from messaging.events import chat_event_data, event_append, event_log_lock, message_event_data, message_preview
 from messaging.models import Message
 from messaging.services.statuses import message_status_report
 from providers.base import ConnectionUpdate, InboundMessage, ProviderError, QrUpdate, StatusUpdate, WebhookEvent
@@ -307,7 +307,7 @@ def _chat_touch(*, chat_id: int, message: Message) -> dict:
                 status = CASE WHEN %s AND status = 'resolved' THEN 'open' ELSE status END,
                 updated_at = %s
             WHERE id = %s
-            RETURNING unread_count, last_message_at, last_message_preview, status
+            RETURNING unread_count, last_message_at, last_message_preview, status, assignee_id
             """,
             [
                 1 if is_inbound else 0,
@@ -320,14 +320,16 @@ def _chat_touch(*, chat_id: int, message: Message) -> dict:
                 chat_id,
             ],
         )
-        unread_count, last_message_at, last_message_preview, status = cursor.fetchone()
-    return {
-        "chat": chat_id,
-        "unread_count": unread_count,
-        "last_message_at": last_message_at.isoformat() if last_message_at else None,
-        "last_message_preview": last_message_preview,
-        "status": status,
-    }
+        unread_count, last_message_at, last_message_preview, status, assignee_id = cursor.fetchone()
+    chat = Chat(
+        pk=chat_id,
+        unread_count=unread_count,
+        last_message_at=last_message_at,
+        last_message_preview=last_message_preview,
+        status=status,
+        assignee_id=assignee_id,
+    )
+    return chat_event_data(chat)
 
 
 def _media_download_enqueue(message_id: int) -> None:
