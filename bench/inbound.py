@@ -18,6 +18,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench.baselines import percentile, psycopg_insert_rate, redis_publish_round_trip  # noqa: E402
 
 CLIENTS = 100
-RATES = (50, 100, 200)  # webhooks per second offered, each for PHASE_SECONDS
+RATES = (25, 50, 100, 200)  # webhooks per second offered, each for PHASE_SECONDS
 PHASE_SECONDS = 4
 DUPLICATE_SHARE = 0.3
 BURST_WEBHOOKS = 600  # the throughput phase: as fast as POSTER_THREADS can post
@@ -99,51 +100,98 @@ def _wait_for_port(port: int, timeout: float = 20) -> None:
     raise RuntimeError("uvicorn did not start")
 
 
-class Listener:
-    """100 WebSocket clients in one asyncio loop (its own thread), counting deliveries per message."""
+LISTENER_PROCESSES = 2  # the 100 clients run in their own processes, off the posting process's GIL
 
-    def __init__(self, port: int, cookie: str):
-        self.url = f"ws://127.0.0.1:{port}/ws/inbox/"
-        self.cookie = cookie
-        self.received: list[Counter] = [Counter() for _ in range(CLIENTS)]
-        self.arrival: dict[str, list[float]] = defaultdict(list)
-        self.ready = threading.Event()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
 
-    async def _client(self, index: int, opened: list) -> None:
-        import websockets
+def _listen(port: int, cookie: str, clients: int, output: str) -> None:
+    """A listener process: `clients` sockets on the inbox; prints "ready", runs until stdin closes,
+    then writes every arrival (perf_counter is system-wide, so the parent can compare times)."""
+    import websockets
 
-        headers = {"Cookie": self.cookie, "Origin": "http://127.0.0.1"}
-        async with websockets.connect(self.url, additional_headers=headers, max_queue=None) as ws:
+    url = f"ws://127.0.0.1:{port}/ws/inbox/"
+    arrivals: list[dict[str, list[float]]] = [defaultdict(list) for _ in range(clients)]
+
+    async def client(index: int, opened: list, stop: asyncio.Event) -> None:
+        headers = {"Cookie": cookie, "Origin": "http://127.0.0.1"}
+        async with websockets.connect(url, additional_headers=headers, max_queue=None) as ws:
             frame = json.loads(await ws.recv())
             assert frame["type"] == "ready", frame
             opened.append(index)
-            while not self.stop.is_set():
+            while not stop.is_set():
                 try:
                     raw = await asyncio.wait_for(ws.recv(), timeout=0.2)
                 except TimeoutError:
                     continue
                 now = time.perf_counter()
-                frame = json.loads(raw)
-                if frame.get("type") == "ping":
-                    await ws.send('{"type":"pong"}')
+                if '"message.created"' not in raw:
+                    if '"ping"' in raw:
+                        await ws.send('{"type":"pong"}')
                     continue
-                event = frame.get("event") or {}
-                if event.get("type") == "message.created" and "preview" in (event.get("data") or {}):
-                    key = event["data"]["preview"]
-                    self.received[index][key] += 1
-                    self.arrival[key].append(now)
+                data = json.loads(raw)["event"]["data"]
+                arrivals[index][data["preview"]].append(now)
 
-    async def _main(self) -> None:
+    async def main() -> None:
         opened: list = []
-        tasks = [asyncio.create_task(self._client(index, opened)) for index in range(CLIENTS)]
-        while len(opened) < CLIENTS:
-            if any(task.done() and task.exception() for task in tasks):
-                raise next(task.exception() for task in tasks if task.done() and task.exception())
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(client(index, opened, stop)) for index in range(clients)]
+        while len(opened) < clients:
+            failed = [task for task in tasks if task.done() and task.exception()]
+            if failed:
+                raise failed[0].exception()
             await asyncio.sleep(0.05)
-        self.ready.set()
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the parent closes it
+        stop.set()
         await asyncio.gather(*tasks)
+
+    asyncio.run(main())
+    Path(output).write_text(json.dumps(arrivals))
+
+
+class Listeners:
+    """CLIENTS inbox sockets over LISTENER_PROCESSES processes; `stop()` returns every arrival."""
+
+    def __init__(self, port: int, cookie: str):
+        self.folder = tempfile.mkdtemp(prefix="bench-inbound-")
+        self.outputs = []
+        self.processes = []
+        for index in range(LISTENER_PROCESSES):
+            output = os.path.join(self.folder, f"listener-{index}.json")
+            self.outputs.append(output)
+            self.processes.append(
+                subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+                    [
+                        sys.executable,
+                        __file__,
+                        "--listen",
+                        str(port),
+                        cookie,
+                        str(CLIENTS // LISTENER_PROCESSES),
+                        output,
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+
+    def wait_ready(self) -> None:
+        for process in self.processes:
+            line = process.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"a listener process failed to connect its clients: {line!r}")
+
+    def stop(self) -> list[dict[str, list[float]]]:
+        for process in self.processes:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        arrivals = []
+        for process, output in zip(self.processes, self.outputs, strict=True):
+            process.wait(timeout=30)
+            with contextlib.suppress(FileNotFoundError):
+                arrivals.extend(json.loads(Path(output).read_text()))
+                Path(output).unlink()
+        return arrivals
 
 
 def _post(session, url: str, secret: str, message_id: str, text: str) -> int:
@@ -198,6 +246,22 @@ def _phase_paced(url: str, secret: str, rate: int, seconds: float, sent_at: dict
     }
 
 
+def _deliveries(arrivals: list[dict[str, list[float]]], keys: list[str], sent_at: dict) -> dict:
+    """Delivered share, duplicates and webhook-to-socket latency of `keys` over every client."""
+    latencies = [
+        (arrival - sent_at[key]) * 1000 for client in arrivals for key in keys for arrival in client.get(key, [])
+    ]
+    delivered = sum(1 for client in arrivals for key in keys if client.get(key))
+    expected = len(keys) * len(arrivals)
+    return {
+        "latency_p50_ms": round(percentile(latencies, 0.50), 2) if latencies else None,
+        "latency_p95_ms": round(percentile(latencies, 0.95), 2) if latencies else None,
+        "latency_p99_ms": round(percentile(latencies, 0.99), 2) if latencies else None,
+        "delivered_share": round(delivered / expected, 4) if expected else None,
+        "duplicate_deliveries": sum(max(0, len(client.get(key, [])) - 1) for client in arrivals for key in keys),
+    }
+
+
 def main() -> None:
     database_url = _database_url()
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6")
@@ -242,13 +306,11 @@ def main() -> None:
         cwd=ROOT,
         env=env,
     )
-    listener = None
+    listeners = None
     try:
         _wait_for_port(port)
-        listener = Listener(port, fixture["cookie"])
-        listener.thread.start()
-        if not listener.ready.wait(30):
-            raise RuntimeError("WebSocket clients did not all connect")
+        listeners = Listeners(port, fixture["cookie"])
+        listeners.wait_ready()
         url = f"http://127.0.0.1:{port}/webhooks/fake/{fixture['instance']}/"
         sent_at: dict[str, float] = {}
         phases = []
@@ -260,6 +322,7 @@ def main() -> None:
                 f"{phase['elapsed_s']:.1f} s, statuses {phase['statuses']}",
                 flush=True,
             )
+            time.sleep(1)  # let the phase's pushes drain, so the next phase's latency is its own
         burst_rate = 10_000  # unpaced: as fast as the posters go
         burst = _phase_paced(url, fixture["secret"], burst_rate, BURST_WEBHOOKS / burst_rate, sent_at, "burst")
         ingest_per_second = burst["posted"] / burst["elapsed_s"]
@@ -270,51 +333,55 @@ def main() -> None:
             flush=True,
         )
         time.sleep(2)  # let the last pushes arrive
-        listener.stop.set()
-        listener.thread.join(timeout=10)
-        expected = [key for phase in [*phases, burst] for key in phase["keys"]]
-        paced = [key for phase in phases for key in phase["keys"]]
-        delivered = sum(1 for counter in listener.received for key in expected if counter[key] >= 1)
-        duplicates = sum(max(0, counter[key] - 1) for counter in listener.received for key in expected)
-        per_client = [sum(1 for key in expected if counter[key]) for counter in listener.received]
-        latencies = [(arrival - sent_at[key]) * 1000 for key in paced for arrival in listener.arrival.get(key, [])]
+        arrivals = listeners.stop()
+        listeners = None
     finally:
-        if listener is not None:
-            listener.stop.set()
+        if listeners is not None:
+            listeners.stop()
         server.terminate()
         try:
             server.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.kill()
-    expected_total = len(expected) * CLIENTS
+    every_key = [key for phase in [*phases, burst] for key in phase["keys"]]
+    overall = _deliveries(arrivals, every_key, sent_at)
+    per_phase = {
+        f"offered_{phase['offered_per_second']}": _deliveries(arrivals, phase["keys"], sent_at) for phase in phases
+    }
     result = {
         "ingest_webhooks_per_second": round(ingest_per_second, 1),
         "ingest_new_messages_per_second": round(unique_per_second, 1),
         "baseline_insert_rows_per_second": round(insert["rows_per_second"], 1),
         "ingest_ratio": round(ingest_per_second / insert["rows_per_second"], 3),
-        "latency_p50_ms": round(percentile(latencies, 0.50), 2) if latencies else None,
-        "latency_p95_ms": round(percentile(latencies, 0.95), 2) if latencies else None,
-        "latency_p99_ms": round(percentile(latencies, 0.99), 2) if latencies else None,
+        "paced_phases": per_phase,
+        "burst": _deliveries(arrivals, burst["keys"], sent_at),
         "baseline_redis_round_trip_p50_ms": round(publish["p50_ms"], 3),
         "baseline_redis_round_trip_p95_ms": round(publish["p95_ms"], 3),
-        "clients": CLIENTS,
-        "delivered_share": round(delivered / expected_total, 4) if expected_total else None,
-        "duplicate_deliveries": duplicates,
-        "min_messages_per_client": min(per_client),
-        "messages_expected_per_client": len(expected),
+        "clients": len(arrivals),
+        "delivered_share": overall["delivered_share"],
+        "duplicate_deliveries": overall["duplicate_deliveries"],
+        "messages_expected_per_client": len(every_key),
     }
     print(
         f"ingest: {result['ingest_webhooks_per_second']} webhooks/s vs raw insert "
         f"{result['baseline_insert_rows_per_second']}/s = {result['ingest_ratio']}x (target >= 0.4)"
     )
+    for name, figures in per_phase.items():
+        print(
+            f"webhook -> WebSocket latency, {name}/s: p50 {figures['latency_p50_ms']} ms, p95 "
+            f"{figures['latency_p95_ms']} ms, p99 {figures['latency_p99_ms']} ms (target p95 <= 25); "
+            f"{figures['delivered_share'] * 100:.2f}% delivered, {figures['duplicate_deliveries']} duplicates"
+        )
+    print(f"Redis publish round trip p50 {result['baseline_redis_round_trip_p50_ms']} ms")
     print(
-        f"webhook -> WebSocket latency (paced phases): p50 {result['latency_p50_ms']} ms, p95 "
-        f"{result['latency_p95_ms']} ms, p99 {result['latency_p99_ms']} ms (target p95 <= 25); Redis round "
-        f"trip p50 {result['baseline_redis_round_trip_p50_ms']} ms"
+        f"deliveries overall: {overall['delivered_share'] * 100:.2f}% of {len(every_key) * len(arrivals)}, "
+        f"{overall['duplicate_deliveries']} duplicates"
     )
-    print(f"deliveries: {result['delivered_share'] * 100:.2f}% of {expected_total}, {duplicates} duplicates")
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--listen"]:
+        _listen(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    else:
+        main()

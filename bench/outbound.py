@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,6 +84,28 @@ def http_wait(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def fake_start(api_key: str) -> tuple[subprocess.Popen, str]:
+    """The fake Evolution server in its own process: in this one it would share the GIL with the
+    benchmark's clients and slow both ."""
+    port = free_port()
+    process = process_start(
+        [
+            sys.executable,
+            "-m",
+            "providers.fakes",
+            "evolution",
+            "--port",
+            str(port),
+            f"--set=api_key={api_key}",
+            "--set=webhook_delay_seconds=0",
+            "--set=auto_status=false",
+        ]
+    )
+    url = f"http://127.0.0.1:{port}"
+    http_wait(f"{url}/_fake/state")
+    return process, url
+
+
 def fixtures_create(fake_url: str, api_key: str, chats: int):
     import django
 
@@ -132,63 +155,107 @@ def login(base_url: str, username: str, password: str) -> requests.Session:
     return session
 
 
-def run_round(base_url, session, chat_ids, messages: int, label: str) -> dict:
-    from bench.baselines import percentile
+def _post_send(session: requests.Session, base_url: str, chat_id: int, label: str, index: int) -> tuple[float, int]:
+    before = time.perf_counter()
+    response = session.post(
+        f"{base_url}/api/v1/chats/{chat_id}/messages/",
+        json={"text": f"{label}-{index}"},
+        headers={"Idempotency-Key": f"{label}-{index}"},
+        timeout=30,
+    )
+    latency = (time.perf_counter() - before) * 1000
+    if response.status_code != 202:
+        raise RuntimeError(f"send answered {response.status_code}: {response.text[:300]}")
+    return latency, response.json()["id"]
+
+
+def _all_sent_wait(ids: list[int]) -> None:
     from messaging.models import Message
 
-    latencies = []
-    ids = []
-    started = time.perf_counter()
-    for index in range(messages):
-        chat_id = chat_ids[index % len(chat_ids)]
-        before = time.perf_counter()
-        response = session.post(
-            f"{base_url}/api/v1/chats/{chat_id}/messages/",
-            json={"text": f"{label}-{index}"},
-            headers={"Idempotency-Key": f"{label}-{index}"},
-            timeout=10,
-        )
-        latencies.append((time.perf_counter() - before) * 1000)
-        if response.status_code != 202:
-            raise RuntimeError(f"send answered {response.status_code}: {response.text[:300]}")
-        ids.append(response.json()["id"])
-    accepted_in = time.perf_counter() - started
     deadline = time.monotonic() + 300
     while Message.objects.filter(pk__in=ids, status="sent").count() < len(ids):
         if time.monotonic() > deadline:
             raise RuntimeError("messages were not all sent within 300 s")
-        time.sleep(0.02)
-    elapsed = time.perf_counter() - started
-    failed = Message.objects.filter(pk__in=ids).exclude(status="sent").count()
+        time.sleep(0.01)
+
+
+def accept_round(base_url, session, chat_ids, messages: int, label: str) -> dict:
+    """One client sending one request at a time: the latency an agent or integrator sees."""
+    from bench.baselines import percentile
+
+    latencies, ids = [], []
+    for index in range(messages):
+        latency, message_id = _post_send(session, base_url, chat_ids[index % len(chat_ids)], label, index)
+        latencies.append(latency)
+        ids.append(message_id)
+    _all_sent_wait(ids)
     return {
         "accept_p50_ms": round(percentile(latencies, 0.50), 2),
         "accept_p95_ms": round(percentile(latencies, 0.95), 2),
-        "accept_per_second": round(messages / accepted_in, 1),
-        "end_to_end_per_second": round(messages / elapsed, 1),
-        "not_sent": failed,
     }
+
+
+def burst_round(base_url, sessions, chat_ids, messages: int, label: str) -> dict:
+    """`len(sessions)` clients sending at once, like the no-op baseline's burst: first accept to last sent."""
+    from bench.baselines import percentile
+    from messaging.models import Message
+
+    per_client = messages // len(sessions)
+    results: list[list[tuple[float, int]]] = [[] for _ in sessions]
+
+    def client(number: int) -> None:
+        for index in range(per_client):
+            chat_id = chat_ids[(number * per_client + index) % len(chat_ids)]
+            results[number].append(_post_send(sessions[number], base_url, chat_id, f"{label}-c{number}", index))
+
+    threads = [threading.Thread(target=client, args=(number,)) for number in range(len(sessions))]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    accepted_in = time.perf_counter() - started
+    ids = [message_id for result in results for _, message_id in result]
+    if len(ids) != per_client * len(sessions):
+        raise RuntimeError("a client thread failed")
+    _all_sent_wait(ids)
+    elapsed = time.perf_counter() - started
+    latencies = [latency for result in results for latency, _ in result]
+    return {
+        "clients": len(sessions),
+        "messages": len(ids),
+        "accept_p50_ms": round(percentile(latencies, 0.50), 2),
+        "accept_p95_ms": round(percentile(latencies, 0.95), 2),
+        "accept_per_second": round(len(ids) / accepted_in, 1),
+        "end_to_end_per_second": round(len(ids) / elapsed, 1),
+        "not_sent": Message.objects.filter(pk__in=ids).exclude(status="sent").count(),
+    }
+
+
+def fake_faults(fake_url: str, **faults) -> None:
+    requests.post(f"{fake_url}/_fake/faults", json=faults, timeout=10).raise_for_status()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--chats", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients in the burst round")
+    parser.add_argument("--web-workers", type=int, default=2, help="uvicorn worker processes")
     args = parser.parse_args()
 
     import redis
 
     redis.Redis.from_url(REDIS_URL).delete("celery")
     database_prepare()
-    from providers.fakes.evolution import FakeEvolutionServer
-
-    fake = FakeEvolutionServer(webhook_delay_seconds=0, auto_status=False).start()
+    api_key = f"bench-{time.time_ns()}"
+    fake, fake_url = fake_start(api_key)
+    processes = [fake]
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
-    processes = []
     try:
-        username, password, instance, chat_ids = fixtures_create(fake.url, fake.api_key, args.chats)
-        fake.scan(instance)
-        fake.instances[instance].webhook["enabled"] = False
+        username, password, instance, chat_ids = fixtures_create(fake_url, api_key, args.chats)
+        requests.post(f"{fake_url}/_fake/scan/{instance}", json={}, timeout=10).raise_for_status()
         processes.append(
             process_start(
                 [
@@ -198,6 +265,8 @@ def main() -> None:
                     "config.asgi:application",
                     "--port",
                     str(port),
+                    "--workers",
+                    str(args.web_workers),
                     "--log-level",
                     "warning",
                     "--no-access-log",
@@ -227,27 +296,31 @@ def main() -> None:
         )
         http_wait(f"{base_url}/accounts/login/")
         session = login(base_url, username, password)
+        sessions = [login(base_url, username, password) for _ in range(args.clients)]
         from bench.baselines import celery_noop_round_trip
 
         celery_noop_round_trip(REDIS_URL, tasks=100)  # warm the pool
         noop = celery_noop_round_trip(REDIS_URL, tasks=args.messages)
-        run_round(base_url, session, chat_ids, 50, "warmup")
+        accept_round(base_url, session, chat_ids, 100, "warmup")
         results = {"messages": args.messages, "chats": args.chats, "celery_noop": noop}
         for latency in (0, 50):
-            fake.faults_set(latency_ms=latency)
-            figures = run_round(base_url, session, chat_ids, args.messages, f"lat{latency}")
-            figures["ratio_to_noop"] = round(figures["end_to_end_per_second"] / noop["tasks_per_second"], 3)
+            fake_faults(fake_url, latency_ms=latency)
+            figures = {
+                **accept_round(base_url, session, chat_ids, min(args.messages, 300), f"lat{latency}"),
+                "burst": burst_round(base_url, sessions, chat_ids, args.messages, f"burst{latency}"),
+            }
+            figures["ratio_to_noop"] = round(figures["burst"]["end_to_end_per_second"] / noop["tasks_per_second"], 3)
             results[f"latency_{latency}ms"] = figures
             print(
-                f"provider latency {latency:>2} ms: accept p50 {figures['accept_p50_ms']} ms, "
-                f"p95 {figures['accept_p95_ms']} ms; end to end {figures['end_to_end_per_second']} msg/s "
+                f"provider latency {latency:>2} ms: accept (one client) p50 {figures['accept_p50_ms']} ms, "
+                f"p95 {figures['accept_p95_ms']} ms; burst of {figures['burst']['messages']} from "
+                f"{args.clients} clients: end to end {figures['burst']['end_to_end_per_second']} msg/s "
                 f"= {figures['ratio_to_noop']} x the Celery no-op rate ({noop['tasks_per_second']:.0f} tasks/s)"
             )
         print(json.dumps(results))
     finally:
-        for process in processes:
+        for process in reversed(processes):
             process_stop(process)
-        fake.stop()
 
 
 if __name__ == "__main__":

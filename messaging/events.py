@@ -64,9 +64,13 @@ def message_preview(message: Message) -> str:
     return text[:PREVIEW_LENGTH]
 
 
-def message_event_data(message: Message) -> dict:
-    """The small data of a message event, the same for inbound and outbound: ids and a list row."""
-    return {
+def message_event_data(message: Message, *, chat=None) -> dict:
+    """The small data of a message event, the same for inbound and outbound: ids and a list row.
+
+    With `chat` (its state after the message), `chat_state` carries what the inbox's chat list
+    needs, so a new message is one event, one frame per listening socket, not two.
+    """
+    data = {
         "message": message.pk,
         "direction": message.direction,
         "type": message.type,
@@ -76,6 +80,9 @@ def message_event_data(message: Message) -> dict:
         "scheduled_at": message.scheduled_at.isoformat() if message.scheduled_at else None,
         "media_state": message.media_state,
     }
+    if chat is not None:
+        data["chat_state"] = chat_event_data(chat)
+    return data
 
 
 def chat_event_data(chat) -> dict:

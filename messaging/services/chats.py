@@ -1,4 +1,5 @@
-"""What agents and integrators do to a chat: assign it, change its status, mark it read.
+"""Writes to a chat: what agents and integrators do to it (assign, status, mark read), and what a new
+message does to it (`chat_message_touch`).
 
 The one place these writes live: the inbox pages and the API both call them. Each runs in one
 transaction, takes the organization's event-log lock first (the one lock order, see
@@ -6,11 +7,12 @@ transaction, takes the organization's event-log lock first (the one lock order, 
 change live and integrators' webhooks can follow it.
 """
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from crm.models import Chat, Membership
-from messaging.events import chat_event_data, event_append, event_log_lock
+from messaging.events import chat_event_data, event_append, event_log_lock, message_preview
+from messaging.models import Message
 
 
 class ChatActionError(Exception):
@@ -73,3 +75,50 @@ def chat_mark_read(*, chat: Chat) -> Chat:
         return chat
     chat.unread_count = 0
     return _chat_changed(chat, ["unread_count"])
+
+
+def chat_message_touch(*, chat_id: int, message: Message) -> Chat:
+    """Move the chat's last message forward for a new message (by WhatsApp's time, never back).
+
+    An inbound message also counts as unread and reopens a resolved chat. Call it inside the
+    message's transaction, before inserting the message: the chat row's lock it takes makes a
+    chat's messages commit one at a time. Return the chat's new state (not a full row: the fields
+    `chat_event_data` needs).
+    """
+    is_inbound = message.direction == Message.Direction.INBOUND
+    with connection.cursor() as cursor:
+        # Every expression of an UPDATE reads the row as it was: the CASEs compare the old time.
+        # Portable SQL (PostgreSQL, and SQLite in embedded mode): the time is a parameter.
+        cursor.execute(
+            """
+            UPDATE crm_chat SET
+                unread_count = unread_count + %s,
+                last_message_preview = CASE WHEN last_message_at IS NULL OR last_message_at <= %s
+                                            THEN %s ELSE last_message_preview END,
+                last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at <= %s
+                                       THEN %s ELSE last_message_at END,
+                status = CASE WHEN %s AND status = 'resolved' THEN 'open' ELSE status END,
+                updated_at = %s
+            WHERE id = %s
+            RETURNING unread_count, last_message_at, last_message_preview, status, assignee_id
+            """,
+            [
+                1 if is_inbound else 0,
+                message.timestamp,
+                message_preview(message),
+                message.timestamp,
+                message.timestamp,
+                is_inbound,
+                timezone.now(),
+                chat_id,
+            ],
+        )
+        unread_count, last_message_at, last_message_preview, status, assignee_id = cursor.fetchone()
+    return Chat(
+        pk=chat_id,
+        unread_count=unread_count,
+        last_message_at=last_message_at,
+        last_message_preview=last_message_preview,
+        status=status,
+        assignee_id=assignee_id,
+    )

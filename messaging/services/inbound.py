@@ -32,11 +32,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from crm.models import Chat, Contact, ContactIdentity, WhatsAppNumber
+from crm.models import Contact, ContactIdentity, WhatsAppNumber
 from crm.phones import IdentityKind, WhatsAppIdentity, phone_normalize, wa_id_parse
 from crm.selectors import number_provider_target
-from messaging.events import chat_event_data, event_append, event_log_lock, message_event_data, message_preview
+from messaging.events import event_append, event_log_lock, message_event_data
 from messaging.models import Message
+from messaging.services.chats import chat_message_touch
 from messaging.services.statuses import message_status_report
 from providers.base import ConnectionUpdate, InboundMessage, ProviderError, QrUpdate, StatusUpdate, WebhookEvent
 from providers.http import provider_request
@@ -105,14 +106,14 @@ def inbound_message_store(*, number: WhatsAppNumber, event: InboundMessage) -> M
     message = _message_insert(number=number, chat_id=chat_id, event=event)
     if message is None:
         return None
-    chat_state = _chat_touch(chat_id=chat_id, message=message)
+    chat = chat_message_touch(chat_id=chat_id, message=message)
+    # One event per message, the chat's new state inside: every listening inbox gets one frame.
     event_append(
         organization_id=number.organization_id,
         type="message.created",
         chat_id=chat_id,
-        data=message_event_data(message),
+        data=message_event_data(message, chat=chat),
     )
-    event_append(organization_id=number.organization_id, type="chat.updated", chat_id=chat_id, data=chat_state)
     if message.media_state == Message.MediaState.PENDING:
         transaction.on_commit(lambda: _media_download_enqueue(message.pk))
     return message
@@ -193,8 +194,18 @@ def _contact_fill_in(contact: Contact, *, name: str, phone: str) -> None:
 
 
 def _chat_get_or_create(*, number: WhatsAppNumber, contact_id: int) -> int:
-    """Return the id of the chat between `number` and the contact; the unique constraint decides."""
+    """Return the id of the chat between `number` and the contact; the unique constraint decides.
+
+    Looked up first: nearly every message is in a chat that exists, so that is one statement. Two
+    first messages racing both miss, both insert with ON CONFLICT DO NOTHING, and the loser reads
+    the winner's row.
+    """
     with connection.cursor() as cursor:
+        select = "SELECT id FROM crm_chat WHERE number_id = %s AND contact_id = %s"
+        cursor.execute(select, [number.pk, contact_id])
+        row = cursor.fetchone()
+        if row is not None:
+            return row[0]
         cursor.execute(
             """
             INSERT INTO crm_chat (organization_id, number_id, contact_id, status, unread_count,
@@ -208,7 +219,7 @@ def _chat_get_or_create(*, number: WhatsAppNumber, contact_id: int) -> int:
         )
         row = cursor.fetchone()
         if row is None:
-            cursor.execute("SELECT id FROM crm_chat WHERE number_id = %s AND contact_id = %s", [number.pk, contact_id])
+            cursor.execute(select, [number.pk, contact_id])
             row = cursor.fetchone()
     return row[0]
 
@@ -288,48 +299,6 @@ def media_filename(message: Message) -> str:
     """A safe storage name: the provider's file name is shown to people, never used as a path."""
     extension = mimetypes.guess_extension((message.media_mime_type or "").split(";")[0].strip()) or ""
     return f"{message.type}{extension}"
-
-
-def _chat_touch(*, chat_id: int, message: Message) -> dict:
-    """Move the chat's last message forward (by WhatsApp's time, never back) and count unread."""
-    is_inbound = message.direction == Message.Direction.INBOUND
-    preview = message_preview(message)
-    with connection.cursor() as cursor:
-        # Every expression of an UPDATE reads the row as it was: the CASEs compare the old time.
-        cursor.execute(
-            """
-            UPDATE crm_chat SET
-                unread_count = unread_count + %s,
-                last_message_preview = CASE WHEN last_message_at IS NULL OR last_message_at <= %s
-                                            THEN %s ELSE last_message_preview END,
-                last_message_at = CASE WHEN last_message_at IS NULL OR last_message_at <= %s
-                                       THEN %s ELSE last_message_at END,
-                status = CASE WHEN %s AND status = 'resolved' THEN 'open' ELSE status END,
-                updated_at = %s
-            WHERE id = %s
-            RETURNING unread_count, last_message_at, last_message_preview, status, assignee_id
-            """,
-            [
-                1 if is_inbound else 0,
-                message.timestamp,
-                preview,
-                message.timestamp,
-                message.timestamp,
-                is_inbound,
-                timezone.now(),
-                chat_id,
-            ],
-        )
-        unread_count, last_message_at, last_message_preview, status, assignee_id = cursor.fetchone()
-    chat = Chat(
-        pk=chat_id,
-        unread_count=unread_count,
-        last_message_at=last_message_at,
-        last_message_preview=last_message_preview,
-        status=status,
-        assignee_id=assignee_id,
-    )
-    return chat_event_data(chat)
 
 
 def _media_download_enqueue(message_id: int) -> None:

@@ -23,15 +23,15 @@ from django.utils.text import Truncator
 from crm.models import Chat, ContactIdentity, Organization, WhatsAppNumber
 from crm.selectors import number_provider_target
 from crm.services import NoServerAvailableError, number_provision
-from messaging.events import event_append, event_log_lock, message_event_data, message_preview, message_status_event
+from messaging.events import event_append, event_log_lock, message_event_data, message_status_event
 from messaging.models import Message
-from messaging.services.statuses import message_status_report
+from messaging.services.chats import chat_message_touch
 from providers.base import MediaPayload, ProviderError, SendResult
 from providers.registry import adapter_for
 
 logger = logging.getLogger(__name__)
 
-IDEMPOTENCY_CONSTRAINT = "message_idempotency_key_once_per_organization"
+IDEMPOTENCY_COLUMN = "idempotency_key"  # in the unique violation's text, on PostgreSQL and SQLite
 _WAITING = (Message.Status.QUEUED, Message.Status.SENDING)
 
 
@@ -73,10 +73,8 @@ def message_send(
     if chat.organization_id != organization.pk:
         raise ValueError("The chat belongs to another organization.")
     idempotency_key = idempotency_key or None
-    if idempotency_key:
-        existing = _message_by_key(organization.pk, idempotency_key)
-        if existing is not None:
-            return _replayed(existing, chat=chat, text=text), False
+    # No look-up of the key first: a replay is rare, so the insert's unique constraint finds it,
+    # and the rollback undoes the quota count. One query less on every send.
     try:
         with transaction.atomic():
             message = _message_accept(
@@ -89,11 +87,18 @@ def message_send(
                 scheduled_at=scheduled_at,
             )
     except IntegrityError as error:
-        # A racing request with the same key committed first: the unique constraint decided, and
-        # this whole transaction (its quota count included) rolled back.
-        if not idempotency_key or IDEMPOTENCY_CONSTRAINT not in str(error):
+        # The key was used before, or by a racing request that committed first: the unique
+        # constraint decided, and this whole transaction (its quota count included) rolled back.
+        # (PostgreSQL names the constraint; SQLite names its columns.)
+        if not idempotency_key or IDEMPOTENCY_COLUMN not in str(error):
             raise
         existing = _message_by_key(organization.pk, idempotency_key)
+        if existing is None:
+            raise
+        return _replayed(existing, chat=chat, text=text), False
+    except QuotaExceededError:
+        # A replay of a send accepted earlier today answers that message, even over the quota.
+        existing = _message_by_key(organization.pk, idempotency_key) if idempotency_key else None
         if existing is None:
             raise
         return _replayed(existing, chat=chat, text=text), False
@@ -134,16 +139,14 @@ def _message_accept(*, organization, chat, sent_by, text, media, idempotency_key
         message.media_filename = getattr(media, "name", "") or ""
     # Updating the chat before inserting takes its row lock: sends to one chat commit one at a
     # time, so ids within a chat follow acceptance order, which is the order delivery keeps.
-    Chat.objects.filter(pk=chat.pk).update(
-        last_message_at=now, last_message_preview=message_preview(message), updated_at=now
-    )
+    chat_state = chat_message_touch(chat_id=chat.pk, message=message)
     message.save()
     event_append(
         organization_id=organization.pk,
         type="message.created",
         chat_id=chat.pk,
         number_id=chat.number_id,
-        data=message_event_data(message),
+        data=message_event_data(message, chat=chat_state),
     )
     transaction.on_commit(lambda: deliver_enqueue(message.pk, eta=scheduled_at))
     return message
@@ -287,27 +290,45 @@ def message_claim(*, message_id: int) -> bool:
         return cursor.fetchone() is not None
 
 
-def message_deliver(*, message_id: int) -> DeliveryOutcome:
-    """Deliver one queued outbound message through its number's provider.
+# After a send succeeds, the same task goes on with the chat's next waiting message, up to this
+# many in a row: each one saves a broker round trip and a task start (the chat's order is kept
+# either way), and the bound hands a busy chat back to the queue so other chats get workers too.
+CHAT_MESSAGES_PER_TASK = 10
 
-    Never raises for provider failures: they become a retry (temporary) or a failed message
-    (permanent, or attempts used up), recorded on the row.
+
+def message_deliver(*, message_id: int) -> DeliveryOutcome:
+    """Deliver one queued outbound message through its number's provider, then its chat's next ones.
+
+    Return what happened to `message_id` itself. Never raises for provider failures: they become a
+    retry (temporary) or a failed message (permanent, or attempts used up), recorded on the row.
     """
+    outcome, next_id = _message_deliver_one(message_id)
+    for _ in range(CHAT_MESSAGES_PER_TASK - 1):
+        if next_id is None:
+            return outcome
+        _, next_id = _message_deliver_one(next_id)
+    if next_id is not None:
+        deliver_enqueue(next_id)
+    return outcome
+
+
+def _message_deliver_one(message_id: int) -> tuple[DeliveryOutcome, int | None]:
+    """Deliver one message; return the outcome and, after a success, the chat's next message due."""
     if not message_claim(message_id=message_id):
-        return DeliveryOutcome("skipped")
+        return DeliveryOutcome("skipped"), None
     message = Message.objects.select_related("number__server", "chat__contact").get(pk=message_id)
     try:
         result = _provider_send(message)
     except ProviderError as error:
-        return _delivery_failed(message, error)
+        return _delivery_failed(message, error), None
     except NoServerAvailableError as error:
-        return _delivery_failed(message, ProviderError(str(error), permanent=False))
+        return _delivery_failed(message, ProviderError(str(error), permanent=False)), None
     except Exception as error:
         # An adapter bug must not leave the row in `sending` until the sweep: fail readably.
         logger.exception("sending message %s crashed", message_id)
-        return _delivery_failed(message, ProviderError(f"Unexpected error while sending: {error!r}", permanent=True))
-    _delivery_succeeded(message, result)
-    return DeliveryOutcome("sent")
+        failure = ProviderError(f"Unexpected error while sending: {error!r}", permanent=True)
+        return _delivery_failed(message, failure), None
+    return DeliveryOutcome("sent"), _delivery_succeeded(message, result)
 
 
 def _provider_send(message: Message) -> SendResult:
@@ -341,31 +362,33 @@ def _recipient(message: Message) -> str:
     return identity.value
 
 
-def _delivery_succeeded(message: Message, result: SendResult) -> None:
+def _delivery_succeeded(message: Message, result: SendResult) -> int | None:
+    """Record the provider's id and `sent`; return the chat's next message due, for the caller to send.
+
+    In the fewest statements: they run under the organization's event-log lock.
+    """
+    now = timezone.now()
     with transaction.atomic():
         event_log_lock(message.organization_id)
         try:
             with transaction.atomic():
                 # Queued too: the sweep may have taken a very slow send for lost; the provider has it.
-                stored = Message.objects.filter(pk=message.pk, status__in=_WAITING).update(
-                    provider_message_id=result.provider_message_id, error="", updated_at=timezone.now()
+                # sending/queued → sent always moves forward, so no status check beyond the WHERE.
+                sent = Message.objects.filter(pk=message.pk, status__in=_WAITING).update(
+                    provider_message_id=result.provider_message_id, status=Message.Status.SENT, error="", updated_at=now
                 )
+                message.provider_message_id = result.provider_message_id
         except IntegrityError:
             # The provider's echo of our own send was stored first as a separate row (inbound ingest
             # of a from-me message): keep ours sent, without the id the other row holds.
             logger.warning("message %s: provider id %s already stored", message.pk, result.provider_message_id)
-            Message.objects.filter(pk=message.pk, status__in=_WAITING).update(
-                status=Message.Status.SENT, updated_at=timezone.now()
+            sent = Message.objects.filter(pk=message.pk, status__in=_WAITING).update(
+                status=Message.Status.SENT, error="", updated_at=now
             )
-            message_status_event(Message.objects.get(pk=message.pk))
-        else:
-            if stored:
-                message_status_report(
-                    number_id=message.number_id,
-                    provider_message_id=result.provider_message_id,
-                    status=Message.Status.SENT,
-                )
-        _chat_next_enqueue(message.chat_id)
+        if sent:
+            message.status, message.error, message.updated_at = Message.Status.SENT, "", now
+            message_status_event(message)
+    return _chat_next_id(message.chat_id)
 
 
 def _delivery_failed(message: Message, error: ProviderError) -> DeliveryOutcome:
@@ -416,16 +439,20 @@ def retry_delay(*, attempt: int, retry_after: float | None = None) -> float:
     return min(delay, ceiling)
 
 
-def _chat_next_enqueue(chat_id: int) -> None:
-    """After a message of the chat is done, enqueue the chat's next waiting one (its turn came)."""
-    now = timezone.now()
-    next_id = (
+def _chat_next_id(chat_id: int) -> int | None:
+    """Return the chat's oldest queued outbound message that is due (its turn comes next)."""
+    return (
         Message.objects.filter(chat_id=chat_id, direction=Message.Direction.OUTBOUND, status=Message.Status.QUEUED)
-        .exclude(scheduled_at__gt=now)
+        .exclude(scheduled_at__gt=timezone.now())
         .order_by("id")
         .values_list("id", flat=True)
         .first()
     )
+
+
+def _chat_next_enqueue(chat_id: int) -> None:
+    """After a message of the chat is done, enqueue the chat's next waiting one (its turn came)."""
+    next_id = _chat_next_id(chat_id)
     if next_id is not None:
         transaction.on_commit(lambda: deliver_enqueue(next_id))
 

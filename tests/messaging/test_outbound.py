@@ -21,6 +21,7 @@ from crm.services import number_provision
 from messaging.events import events_after
 from messaging.models import DailyUsage, Message
 from messaging.services.outbound import (
+    CHAT_MESSAGES_PER_TASK,
     IdempotencyKeyReusedError,
     MessageStateError,
     QuotaExceededError,
@@ -344,8 +345,21 @@ def test_a_chat_message_waits_for_the_older_one(evolution):
     assert message_deliver(message_id=second.pk).status == "skipped"
     assert message_deliver(message_id=elsewhere.pk).status == "sent"  # other chats do not wait
     assert message_deliver(message_id=first.pk).status == "sent"
-    assert message_deliver(message_id=second.pk).status == "sent"
+    # The same task went on with the chat's next message, in order; its own task finds it done.
+    assert Message.objects.get(pk=second.pk).status == "sent"
+    assert message_deliver(message_id=second.pk).status == "skipped"
     assert sent_texts(evolution) == ["other chat", "first", "second"]
+
+
+@pytest.mark.django_db
+def test_one_task_sends_a_bounded_run_of_its_chats_messages(evolution):
+    chat = evolution_chat(evolution)
+    messages = [send(chat, f"m{index}") for index in range(CHAT_MESSAGES_PER_TASK + 2)]
+    assert message_deliver(message_id=messages[0].pk).status == "sent"
+    statuses = list(Message.objects.filter(chat=chat).order_by("id").values_list("status", flat=True))
+    # The bound hands the rest of a busy chat back to the queue, so other chats get workers too.
+    assert statuses == ["sent"] * CHAT_MESSAGES_PER_TASK + ["queued", "queued"]
+    assert sent_texts(evolution) == [f"m{index}" for index in range(CHAT_MESSAGES_PER_TASK)]
 
 
 @pytest.mark.django_db

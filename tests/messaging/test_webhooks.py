@@ -404,10 +404,11 @@ def test_fake_provider_message_is_stored_with_events(client):
     assert response.status_code == 200
     message = Message.objects.get()
     assert (message.text, message.chat.contact.name) == ("Oi", "Ana")
-    assert list(Event.objects.values_list("type", flat=True)) == ["message.created", "chat.updated"]
-    event = Event.objects.get(type="chat.updated")
-    assert event.payload["unread_count"] == 1
-    assert event.payload["last_message_preview"] == "Oi"
+    # One event per message, carrying the chat's new state: one frame per listening inbox.
+    assert list(Event.objects.values_list("type", flat=True)) == ["message.created"]
+    chat_state = Event.objects.get().payload["chat_state"]
+    assert (chat_state["chat"], chat_state["unread_count"]) == (message.chat_id, 1)
+    assert chat_state["last_message_preview"] == "Oi"
 
 
 def test_same_webhook_delivered_three_times_stores_one_message(client):
