@@ -302,6 +302,10 @@ def main() -> None:
             "--no-access-log",
             "--workers",
             os.environ.get("BENCH_WORKERS", "2"),
+            "--ws",
+            "websockets-sansio",
+            "--ws-per-message-deflate",
+            "false",  # as `make run` serves it (config/launcher.py)
         ],
         cwd=ROOT,
         env=env,

@@ -299,6 +299,9 @@ class Launcher:
                     *(python, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port)),
                     # Named rather than "auto": a missing WebSocket library fails here, not silently.
                     *("--ws", "websockets-sansio", "--lifespan", "off", "--timeout-graceful-shutdown", "5"),
+                    # Inbox frames are small: compressing each one for every socket cost more CPU than
+                    # the bytes it saved (a twentieth of the web process under bench/inbound.py).
+                    *("--ws-per-message-deflate", "false"),
                 ],
                 None,  # ready when the login page answers
             ),

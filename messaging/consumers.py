@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from messaging.events import chat_group, number_group, organization_group
+from messaging.events import PUSH_MESSAGE_TYPE, chat_group, number_group, organization_group
 from messaging.selectors import (
     chat_organization_for_member,
     number_organization_for_member,
@@ -101,6 +101,16 @@ class RoomConsumer(AsyncWebsocketConsumer):
             await self._alive()
         else:
             await self._error("unknown_type", 'Frames are {"type": "ping"} or {"type": "pong"}.')
+
+    async def dispatch(self, message):
+        # Channels closes stale database connections before every handler, through the one sync
+        # thread that also runs the HTTP views: for every pushed frame on every socket, queued
+        # behind webhook ingest (py-spy: a sixth of the web process under bench/inbound.py). A push
+        # touches no database, so it goes straight to its handler.
+        if message["type"] == PUSH_MESSAGE_TYPE:
+            await self.event_push(message)
+            return
+        await super().dispatch(message)
 
     async def event_push(self, message):
         # The pusher serialized the frame once for every socket in the room (messaging.events).

@@ -102,7 +102,15 @@ def main() -> None:
     from config.celery import app
 
     app.conf.task_default_queue = queue
-    uvicorn.run("config.asgi:application", host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    uvicorn.run(
+        "config.asgi:application",
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,  # as config/launcher.py serves it
+    )
 
 
 if __name__ == "__main__":
