@@ -284,6 +284,8 @@ def main() -> None:
                     "worker",
                     "--include",
                     "bench.baselines",
+                    "-Q",
+                    "sends,bulk",  # deliveries and the no-op baseline (routed to bulk) on the same worker
                     "--concurrency",
                     "2",
                     "--loglevel",

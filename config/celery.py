@@ -25,3 +25,33 @@ def connections_release(**kwargs) -> None:
     """Return the task's database connection to the pool (or drop it if broken or in error)."""
     if not getattr(kwargs.get("task").request, "is_eager", False):
         close_old_connections()
+
+
+# --- Queues -----------------------------------------------------------------------------------------
+# Three queues, each with its own workers (config/launcher.py, deploy/), so a backlog in one never
+# starves another: agents' sends must not wait behind a hundred thousand cleanup jobs, nor behind a
+# burst of media downloads (field notes: Chatwoot's webhooks starve behind bulk work, #15857).
+QUEUE_SENDS = "sends"  # outbound delivery and the provider calls agents wait for (connect, log out)
+QUEUE_INBOUND = "inbound"  # side work of inbound traffic: media downloads, webhooks to integrators
+QUEUE_BULK = "bulk"  # maintenance and bulk jobs: sweeps of old data, statistics, health, cleanup
+QUEUES = (QUEUE_SENDS, QUEUE_INBOUND, QUEUE_BULK)
+_QUEUE_OF_MODULE = {
+    "messaging.tasks.outbound": QUEUE_SENDS,
+    "messaging.tasks.numbers": QUEUE_SENDS,
+    "messaging.tasks.inbound": QUEUE_INBOUND,
+    "messaging.tasks.webhooks": QUEUE_INBOUND,
+}
+# A test harness that puts every task of a run on one private queue turns routing off.
+queue_routing_enabled = True
+
+
+def task_queue(name, args, kwargs, options, task=None, **extra):
+    """Celery router: the queue of a task, by the module it lives in; anything else is bulk work."""
+    if not queue_routing_enabled:
+        return None
+    module = name.rpartition(".")[0]
+    return {"queue": _QUEUE_OF_MODULE.get(module, QUEUE_BULK)}
+
+
+app.conf.task_routes = (task_queue,)
+app.conf.task_default_queue = QUEUE_BULK

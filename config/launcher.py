@@ -1,10 +1,11 @@
-"""`make run`: set up Conversa and run web (HTTP + WebSockets), worker and beat until Ctrl-C.
+"""`make run`: set up Conversa and run web (HTTP + WebSockets), workers and beat until Ctrl-C.
 
     python -m config.launcher
 
 With no REDIS_URL an embedded Redis is started (config/embedded_redis.py); with no DATABASE_URL the
 settings use SQLite under var/. Then: migrate, register the periodic tasks, ensure the demo
-workspace, start the three processes, wait for the login page and print where to log in.
+workspace, start web, one Celery worker per queue (sends, inbound, bulk) and beat, wait for the
+login page and print where to log in.
 
 Each process runs in its own process group, so a Ctrl-C in the terminal reaches only this launcher,
 which then stops them all (SIGTERM to each group, SIGKILL to what remains after STOP_TIMEOUT
@@ -289,10 +290,16 @@ class Launcher:
         )
 
         self._stop_check()
-        concurrency = str(settings.CELERY_WORKER_CONCURRENCY)
+        from config.celery import QUEUE_BULK, QUEUE_INBOUND, QUEUE_SENDS
+
         python = sys.executable
         # -q drops Celery's start-up banners: their ASCII art would bury ours. Logs stay.
         celery = (python, "-m", "celery", "-q", "-A", "config")
+
+        def celery_worker(queue: str, concurrency: int) -> list[str]:
+            named = ("-Q", queue, "-n", f"{queue}@%h")
+            return [*celery, "worker", "-l", "info", *named, "--concurrency", str(concurrency)]
+
         commands = {
             "web": (
                 [
@@ -305,7 +312,11 @@ class Launcher:
                 ],
                 None,  # ready when the login page answers
             ),
-            "worker": ([*celery, "worker", "-l", "info", "--concurrency", concurrency], " ready."),
+            # One worker per queue (config/celery.py), so a backlog in one never holds up another;
+            # bulk work runs at a lower CPU priority, so it yields the cores to sends and ingest.
+            "worker": (celery_worker(QUEUE_SENDS, settings.CELERY_WORKER_CONCURRENCY), " ready."),
+            "inbound": (celery_worker(QUEUE_INBOUND, settings.CELERY_INBOUND_CONCURRENCY), " ready."),
+            "bulk": (["nice", "-n", "10", *celery_worker(QUEUE_BULK, settings.CELERY_BULK_CONCURRENCY)], " ready."),
             "beat": (
                 [
                     *(*celery, "beat", "-l", "info"),

@@ -132,7 +132,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # so every retry delay and task runtime must stay below it.
 CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("CELERY_BROKER_VISIBILITY_TIMEOUT", default=3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
+# Worker processes per queue (config/celery.py): sends, inbound side work (media, webhooks out), bulk.
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
+CELERY_INBOUND_CONCURRENCY = env.int("CELERY_INBOUND_CONCURRENCY", default=1)
+CELERY_BULK_CONCURRENCY = env.int("CELERY_BULK_CONCURRENCY", default=1)
 CELERY_TIMEZONE = "UTC"
 
 # --- Providers -----------------------------------------------------------------------------------

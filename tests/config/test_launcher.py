@@ -195,9 +195,12 @@ def test_make_run_serves_the_demo_stops_on_ctrl_c_and_keeps_data_for_the_next_ru
     assert home.url == base_url
     assert "Demo Clinic" in home.text
 
-    # The worker and beat are up, and the worker really runs tasks against the shared database:
-    # enqueue the registered sessions task through the embedded Redis and watch an expired row go.
-    first.wait_for(r"worker\s+\|.*celery@\S+ ready\.", 60)
+    # One worker per queue and beat are up, and the bulk worker really runs the bulk queue's tasks
+    # against the shared database: enqueue the sessions task through the embedded Redis (the router
+    # sends it to `bulk`) and watch an expired row go.
+    first.wait_for(r"worker\s+\|.*sends@\S+ ready\.", 60)
+    first.wait_for(r"inbound\s+\|.*inbound@\S+ ready\.", 60)
+    first.wait_for(r"bulk\s+\|.*bulk@\S+ ready\.", 60)
     first.wait_for(r"beat\s+\|.*beat: Starting\.\.\.", 60)
     database = sqlite3.connect(var_dir / "conversa.sqlite3", timeout=20)
     with database:
@@ -227,7 +230,8 @@ def test_make_run_serves_the_demo_stops_on_ctrl_c_and_keeps_data_for_the_next_ru
     command_lines = [_command_line(pid) for pid in processes]
     assert any("redis-server" in line for line in command_lines), command_lines
     assert any("uvicorn" in line for line in command_lines), command_lines
-    assert sum(" worker " in line for line in command_lines) >= 3, command_lines  # main + 2 pool children
+    for queue, processes_at_least in (("sends", 3), ("inbound", 2), ("bulk", 2)):  # main + its pool children
+        assert sum(f" -Q {queue} " in line for line in command_lines) >= processes_at_least, command_lines
     assert any(" beat " in line for line in command_lines), command_lines
     first.interrupt()
     assert first.wait_exit(STOP_TIMEOUT) == 0, first.output

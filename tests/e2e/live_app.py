@@ -99,9 +99,11 @@ def main() -> None:
     django.setup()
     import uvicorn
 
+    import config.celery
     from config.celery import app
 
     app.conf.task_default_queue = queue
+    config.celery.queue_routing_enabled = False  # every task on the worker's private queue
     uvicorn.run(
         "config.asgi:application",
         host="127.0.0.1",

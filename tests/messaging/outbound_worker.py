@@ -34,15 +34,18 @@ def database_url() -> str:
 @contextmanager
 def broker_queue():
     """Publish this process's tasks to a fresh queue for the duration; delete it afterwards."""
+    import config.celery
     from config.celery import app
 
     queue = f"outbox-test-{uuid.uuid4().hex[:12]}"
     previous = app.conf.task_default_queue
     app.conf.task_default_queue = queue
+    config.celery.queue_routing_enabled = False  # every task of the test on its private queue
     try:
         yield queue
     finally:
         app.conf.task_default_queue = previous
+        config.celery.queue_routing_enabled = True
         client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
         client.delete(queue, *client.keys(f"{queue}\x06*"))
         client.close()
@@ -125,9 +128,11 @@ def main() -> None:
     import django
 
     django.setup()
+    import config.celery
     from config.celery import app
 
     app.conf.task_default_queue = queue
+    config.celery.queue_routing_enabled = False
     app.worker_main(
         [
             "worker",
