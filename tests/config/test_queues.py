@@ -28,6 +28,7 @@ def test_each_task_is_routed_to_its_queue(task_name, queue):
 def test_every_registered_task_of_ours_has_a_queue_its_worker_consumes():
     from config.celery import QUEUES
 
+    app.loader.import_default_modules()  # what a worker does at start: every app's tasks module
     ours = [name for name in app.tasks if name.split(".")[0] in {"crm", "messaging"}]
     assert ours, "no tasks registered"
     assert {queue_of(name) for name in ours} <= set(QUEUES)
