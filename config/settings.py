@@ -25,6 +25,9 @@ def _secret_key_from_var_dir() -> str:
     return key_file.read_text().strip()
 
 
+# Production mode (issue: production): the settings `manage.py check --deploy` asks for, at the
+# end of this file. Off in embedded mode (`make run`), which serves plain HTTP on loopback.
+PRODUCTION = env.bool("PRODUCTION", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="") or _secret_key_from_var_dir()
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = [host for host in env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"]) if host]
@@ -199,7 +202,7 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 # The ASGI app serves /static/ itself unless a front server (nginx) does it in production.
-SERVE_STATIC = env.bool("SERVE_STATIC", default=True)
+SERVE_STATIC = env.bool("SERVE_STATIC", default=not PRODUCTION)
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
@@ -211,3 +214,23 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Production mode -----------------------------------------------------------------------------
+if PRODUCTION:
+    from django.core.exceptions import ImproperlyConfigured
+
+    if DEBUG:
+        raise ImproperlyConfigured("DEBUG must be false when PRODUCTION is true.")
+    if not env.str("SECRET_KEY", default=""):
+        # Every machine must sign sessions with the same key; one generated per checkout would not be.
+        raise ImproperlyConfigured("Set SECRET_KEY when PRODUCTION is true (the same on every machine).")
+    # Behind an HTTPS proxy (config/deploy/nginx.conf) that says the original scheme.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Load balancers and Prometheus call these over plain HTTP inside the network.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
