@@ -6,11 +6,14 @@ from celery import Celery
 from celery.signals import task_postrun
 from django.db import close_old_connections
 
+from config import log_context
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("conversa")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+log_context.celery_signals_connect()
 
 # Celery's Django fix-up closes every database connection before and after each task, and in a
 # prefork child it closes Django's whole psycopg pool too: every task paid a new PostgreSQL

@@ -1,3 +1,4 @@
+from config.log_context import log_fields_bind
 from crm.selectors import membership_current
 
 
@@ -11,4 +12,6 @@ class CurrentOrganizationMiddleware:
         # Anonymous requests (provider webhooks, the login page) have no organization to look up.
         is_signed_in = request.user.is_authenticated
         request.membership = membership_current(user=request.user, session=request.session) if is_signed_in else None
+        if request.membership is not None:
+            log_fields_bind(organization_id=request.membership.organization_id)
         return self.get_response(request)

@@ -20,6 +20,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from config.log_context import log_fields_bind
 from crm.selectors import number_provider_target
 from messaging.selectors import number_for_webhook
 from messaging.services.inbound import inbound_events_apply
@@ -36,6 +37,7 @@ def provider_webhook(request: HttpRequest, provider: str, instance_name: str) ->
     number = number_for_webhook(provider=provider, instance_name=instance_name)
     if number is None:
         return error_response(404, "unknown_instance", "No number has this provider and instance name.")
+    log_fields_bind(organization_id=number.organization_id)
     body = _body_within_limit(request)
     if body is None:
         return error_response(

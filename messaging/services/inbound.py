@@ -32,6 +32,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.log_context import log_fields_bind
+from config.metrics import messages_counted
 from crm.models import Contact, ContactIdentity, WhatsAppNumber
 from crm.phones import IdentityKind, WhatsAppIdentity, phone_normalize, wa_id_parse
 from crm.selectors import number_provider_target
@@ -116,6 +118,8 @@ def inbound_message_store(*, number: WhatsAppNumber, event: InboundMessage) -> M
     )
     if message.media_state == Message.MediaState.PENDING:
         transaction.on_commit(lambda: _media_download_enqueue(message.pk))
+    transaction.on_commit(lambda: messages_counted(message.direction))
+    log_fields_bind(message_id=message.pk)
     return message
 
 

@@ -20,6 +20,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.text import Truncator
 
+from config.log_context import log_fields_bind
+from config.metrics import messages_counted, send_latency_observed
 from crm.models import Chat, ContactIdentity, Organization, WhatsAppNumber
 from crm.selectors import number_provider_target
 from crm.services import NoServerAvailableError, number_provision
@@ -314,6 +316,7 @@ def message_deliver(*, message_id: int) -> DeliveryOutcome:
 
 def _message_deliver_one(message_id: int) -> tuple[DeliveryOutcome, int | None]:
     """Deliver one message; return the outcome and, after a success, the chat's next message due."""
+    log_fields_bind(message_id=message_id)
     if not message_claim(message_id=message_id):
         return DeliveryOutcome("skipped"), None
     message = Message.objects.select_related("number__server", "chat__contact").get(pk=message_id)
@@ -388,7 +391,14 @@ def _delivery_succeeded(message: Message, result: SendResult) -> int | None:
         if sent:
             message.status, message.error, message.updated_at = Message.Status.SENT, "", now
             message_status_event(message)
+            accepted_for = (now - message.created_at).total_seconds()
+            transaction.on_commit(lambda: _sent_counted(accepted_for))
     return _chat_next_id(message.chat_id)
+
+
+def _sent_counted(accepted_for_seconds: float) -> None:
+    messages_counted("out")
+    send_latency_observed(accepted_for_seconds)
 
 
 def _delivery_failed(message: Message, error: ProviderError) -> DeliveryOutcome:

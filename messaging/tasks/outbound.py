@@ -8,15 +8,23 @@ for no recovery the sweep does not already give. Duplicate deliveries are harmle
 compare-and-set. Retries are new tasks with a countdown, scheduled by the service after its commit.
 """
 
+import logging
+
 from celery import shared_task
 
+from config.log_context import log_fields_bind
 from messaging.services import outbound
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="messaging.tasks.outbound.message_deliver", ignore_result=True)
 def message_deliver_task(message_id: int) -> str:
     """Deliver one outbound message; return what happened (skipped, sent, failed, retry)."""
-    return outbound.message_deliver(message_id=message_id).status
+    outcome = outbound.message_deliver(message_id=message_id)
+    log_fields_bind(message_id=message_id)
+    logger.info("message %s: %s", message_id, outcome.status)
+    return outcome.status
 
 
 @shared_task(name="messaging.tasks.outbound.outbox_sweep", ignore_result=True)
