@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from crm.models import HealthCheck, WhatsAppNumber
 from crm.selectors import number_provider_target, numbers_active
-from messaging.events import event_append, event_log_lock
+from messaging.events import event_log_lock
+from messaging.services.numbers import number_state_event
 from providers.registry import SELF_HOSTED_PROVIDERS
 
 logger = logging.getLogger(__name__)
@@ -77,17 +78,10 @@ def number_archive(*, number_id: int, now: datetime) -> bool:
         if not changed:
             return False
         archived = WhatsAppNumber.objects.select_related("server").get(pk=number_id)
-        event_append(
-            organization_id=archived.organization_id,
-            type="number.state",
-            number_id=archived.pk,
-            data={
-                "number": archived.pk,
-                "state": archived.state,
-                "phone": archived.phone,
-                "reason": f"Archived: disconnected and unseen for over {settings.NUMBER_ARCHIVE_AFTER_DAYS} days.",
-                "archived_at": now.isoformat(),
-            },
+        number_state_event(
+            archived,
+            reason=f"Archived: disconnected and unseen for over {settings.NUMBER_ARCHIVE_AFTER_DAYS} days.",
+            archived_at=now.isoformat(),
         )
         payload = dataclasses.asdict(number_provider_target(archived))
         transaction.on_commit(lambda: provider_instance_delete.delay(payload))

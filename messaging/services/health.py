@@ -28,10 +28,10 @@ from django.utils.text import Truncator
 
 from crm.models import HealthCheck, ProviderServer, WhatsAppNumber
 from crm.selectors import number_provider_target, numbers_active, server_breaker_key, server_provider_target
-from messaging.events import event_append, event_log_lock
+from messaging.events import event_log_lock
 from messaging.models import Message
 from messaging.services.inbound import number_connection_update
-from messaging.services.numbers import number_failure_report
+from messaging.services.numbers import number_failure_report, number_state_event
 from providers.base import CONNECTION_STATES, STATE_CONNECTED, ConnectionUpdate, ProviderError
 from providers.breaker import breaker_trip
 from providers.registry import adapter_for
@@ -202,20 +202,11 @@ def _silence_clear(number: WhatsAppNumber) -> None:
 
 
 def _silence_event(number: WhatsAppNumber, reason: str) -> None:
-    # The number.state shape of number_connection_update, plus the silence fields; not through it,
-    # because it would count this as hearing from the number (last_seen_at).
-    event_append(
-        organization_id=number.organization_id,
-        type="number.state",
-        number_id=number.pk,
-        data={
-            "number": number.pk,
-            "state": number.state,
-            "phone": number.phone,
-            "reason": reason,
-            "silence_restarted_at": number.silence_restarted_at.isoformat() if number.silence_restarted_at else None,
-            "silent_since": number.silent_since.isoformat() if number.silent_since else None,
-        },
+    number_state_event(
+        number,
+        reason=reason,
+        silence_restarted_at=number.silence_restarted_at.isoformat() if number.silence_restarted_at else None,
+        silent_since=number.silent_since.isoformat() if number.silent_since else None,
     )
 
 

@@ -4,28 +4,22 @@ Prints one JSON line. Usage: python -m tests.messaging.statistics_probe
 """
 
 import json
-import os
 from collections import Counter
 from datetime import UTC, timedelta
 
-import django
+from tests.messaging.embedded_probe import sqlite_workspace
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    django.setup()
-    from django.core.management import call_command
+    workspace = sqlite_workspace()
     from django.db import connection
     from django.utils import timezone
 
     from crm.models import Chat
-    from messaging.demo import demo_workspace_ensure
     from messaging.models import HourlyStatistic, Message
     from messaging.monitoring import MonitoringScope, monitoring_figures
     from messaging.services.statistics import hourly_statistics_refresh
 
-    call_command("migrate", verbosity=0)
-    workspace = demo_workspace_ensure()
     chat = Chat.objects.filter(organization=workspace.organization).first()
     now = timezone.now()
     for index, direction in enumerate(["in", "out", "in"]):

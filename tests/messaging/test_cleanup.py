@@ -7,7 +7,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from config.celery import app
 from crm.models import HealthCheck, WhatsAppNumber
 from crm.selectors import number_provider_target
 from crm.services import number_server_place
@@ -15,7 +14,6 @@ from messaging.models import Event, Message
 from messaging.selectors import numbers_of_member
 from messaging.services.cleanup import health_checks_prune, numbers_archive
 from providers.evolution import EvolutionAdapter
-from providers.fakes.evolution import FakeEvolutionServer
 from providers.registry import ProviderName
 from tests.factories import (
     ChatFactory,
@@ -25,38 +23,23 @@ from tests.factories import (
     ProviderServerFactory,
     WhatsAppNumberFactory,
 )
-from tests.providers.webhook_sink import WebhookSink
+from tests.messaging.conftest import FAKE_EVOLUTION_API_KEY
 
 pytestmark = pytest.mark.django_db
 
-API_KEY = "cleanup-evo-key"
 DAY = timedelta(days=1)
+API_KEY = FAKE_EVOLUTION_API_KEY
 
 
 @pytest.fixture(autouse=True)
 def _cleanup_settings(settings):
     settings.NUMBER_ARCHIVE_AFTER_DAYS = 90
     settings.HEALTH_RETENTION_DAYS = 30
-    settings.PROVIDER_CONNECT_TIMEOUT = 0.5
-    settings.PROVIDER_READ_TIMEOUT = 0.5
 
 
 @pytest.fixture
-def evolution(settings):
-    sink = WebhookSink()
-    settings.PUBLIC_BASE_URL = sink.url
-    server = FakeEvolutionServer(api_key=API_KEY, webhook_delay_seconds=0.0, auto_status=False)
-    server.start()
-    yield server
-    server.stop()
-    sink.stop()
-
-
-@pytest.fixture
-def eager_tasks():
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
+def evolution(fake_evolution):
+    return fake_evolution
 
 
 def _number(server, *, state, seen_days_ago, provider=ProviderName.EVOLUTION, provision=True, **fields):

@@ -7,7 +7,6 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from config.celery import app
 from crm.models import HealthCheck, Membership, ProviderServer, WhatsAppNumber
 from crm.selectors import number_provider_target
 from messaging.models import Event, Message
@@ -23,53 +22,30 @@ from tests.factories import (
     ProviderServerFactory,
     WhatsAppNumberFactory,
 )
-from tests.providers.webhook_sink import WebhookSink
+from tests.messaging.conftest import FAKE_EVOLUTION_API_KEY
 
 pytestmark = pytest.mark.django_db
-
-API_KEY = "health-evo-key"
 
 
 @pytest.fixture(autouse=True)
 def _health_settings(settings):
-    settings.PROVIDER_CONNECT_TIMEOUT = 0.5
-    settings.PROVIDER_READ_TIMEOUT = 0.5
     settings.PROVIDER_BREAKER_FAILURES = 5
     settings.PROVIDER_BREAKER_RESET_SECONDS = 60
     settings.SILENT_AFTER_MINUTES = 30
 
 
 @pytest.fixture
-def sink(settings):
-    # The fake posts connection webhooks after a restart; they go here, not to a real port 8000.
-    webhook_sink = WebhookSink()
-    settings.PUBLIC_BASE_URL = webhook_sink.url
-    yield webhook_sink
-    webhook_sink.stop()
-
-
-@pytest.fixture
-def evolution():
-    server = FakeEvolutionServer(api_key=API_KEY, webhook_delay_seconds=0.0, auto_status=False)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def eager_tasks():
-    app.conf.task_always_eager = True
-    yield
-    app.conf.task_always_eager = False
+def evolution(fake_evolution):
+    return fake_evolution
 
 
 @pytest.fixture
 def server_row(evolution):
-    return ProviderServerFactory(base_url=evolution.url, api_key=API_KEY)
+    return ProviderServerFactory(base_url=evolution.url, api_key=FAKE_EVOLUTION_API_KEY)
 
 
 @pytest.fixture
-def connected_number(evolution, server_row, sink):
+def connected_number(evolution, server_row):
     number = WhatsAppNumberFactory(provider=ProviderName.EVOLUTION, server=server_row)
     EvolutionAdapter().provision(number_provider_target(number))
     evolution.scan(number.instance_name)

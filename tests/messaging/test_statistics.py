@@ -1,21 +1,17 @@
 """Hourly statistics: the PostgreSQL materialized view and the SQLite table give the direct counts."""
 
-import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.utils import timezone
 
 from messaging.models import HourlyStatistic, Message
 from messaging.monitoring import MonitoringScope, hourly_statistics
 from messaging.services.statistics import hourly_statistics_refresh
 from tests.factories import ChatFactory, MessageFactory
+from tests.messaging.embedded_probe import probe_run
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,24 +73,7 @@ def test_new_messages_appear_at_the_next_refresh_and_the_selector_is_scoped():
 
 
 def test_the_embedded_sqlite_table_gives_the_same_counts(tmp_path):
-    environment = {
-        **os.environ,
-        "DATABASE_URL": "",  # empty means SQLite under the var dir
-        "CONVERSA_VAR_DIR": str(tmp_path / "var"),
-        "REDIS_URL": settings.REDIS_URL,
-        "CACHE_KEY_PREFIX": settings.CACHE_KEY_PREFIX,
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "tests.messaging.statistics_probe"],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    outcome = probe_run("tests.messaging.statistics_probe", tmp_path / "var")
     assert outcome["vendor"] == "sqlite"
     assert outcome["rows"] >= 2
     assert outcome["view_equals_direct_count"] is True
