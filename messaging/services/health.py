@@ -32,7 +32,14 @@ from messaging.events import event_log_lock
 from messaging.models import Message
 from messaging.services.inbound import number_connection_update
 from messaging.services.numbers import number_failure_report, number_state_event
-from providers.base import CONNECTION_STATES, STATE_CONNECTED, ConnectionUpdate, ProviderError
+from providers.base import (
+    CONNECTION_STATES,
+    STATE_CONNECTED,
+    STATE_CONNECTING,
+    STATE_WAITING_FOR_QR_SCAN,
+    ConnectionUpdate,
+    ProviderError,
+)
 from providers.breaker import breaker_trip
 from providers.registry import adapter_for
 
@@ -132,8 +139,10 @@ def number_health_check(*, number_id: int) -> NumberCheckOutcome | None:
             checked_at=timezone.now(),
         )
         if state is not None and state != STATE_CONNECTED and state in CONNECTION_STATES:
-            # The provider knows better than our last webhook: record the state it reports.
-            _silence_clear(number)
+            # The provider knows better than our last webhook: record the state it reports. A
+            # session that ended is no longer silent; one reconnecting (after our restart) may be.
+            if state not in (STATE_CONNECTING, STATE_WAITING_FOR_QR_SCAN):
+                _silence_clear(number)
             number_connection_update(
                 number=number, event=ConnectionUpdate(state=state, reason="Reported by the health check.")
             )
