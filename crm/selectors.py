@@ -40,7 +40,9 @@ def organization_overview(*, membership: Membership) -> dict:
         "numbers": numbers.count(),
         "connected_numbers": numbers.filter(state=WhatsAppNumber.State.CONNECTED).count(),
         # Only admins act on a silent number (reconnect it); agents are not shown the list.
-        "silent_numbers": list(numbers.filter(silent_since__isnull=False).order_by("name"))
+        "silent_numbers": list(
+            numbers.filter(state=WhatsAppNumber.State.CONNECTED, silent_since__isnull=False).order_by("name")
+        )
         if membership.is_admin
         else [],
         "open_chats": Chat.objects.filter(organization_id=organization_id, status=Chat.Status.OPEN).count(),

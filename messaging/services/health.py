@@ -49,6 +49,11 @@ ERROR_LENGTH = 1000
 # A send older than this that never got its receipt says more about its recipient (a phone off
 # for days) than about our session: only recent sends count as unacknowledged.
 UNACKNOWLEDGED_LOOKBACK = timedelta(days=1)
+# A restart needs a moment to take effect: a second check right after it (two beats' tasks at
+# once) must not flag the number before the restart could help.
+RESTART_GRACE = timedelta(minutes=1)
+# A check still queued after this is dropped: the next beat's check replaces it.
+CHECK_EXPIRES_SECONDS = 5 * 60
 
 
 # --- the beat -------------------------------------------------------------------------------------
@@ -61,9 +66,9 @@ def health_check_beat() -> dict[str, int]:
         numbers_active().filter(state=WhatsAppNumber.State.CONNECTED).order_by("id").values_list("id", flat=True)
     )
     for server_id in server_ids:
-        server_health_check_task.delay(server_id)
+        server_health_check_task.apply_async((server_id,), expires=CHECK_EXPIRES_SECONDS)
     for number_id in number_ids:
-        number_health_check_task.delay(number_id)
+        number_health_check_task.apply_async((number_id,), expires=CHECK_EXPIRES_SECONDS)
     logger.info("health beat: %s server(s) and %s number(s) to check", len(server_ids), len(number_ids))
     return {"servers": len(server_ids), "numbers": len(number_ids)}
 
@@ -197,6 +202,8 @@ def _silence_step(number: WhatsAppNumber, *, now: datetime) -> str:
         _silence_event(number, f"Silent for {minutes} minutes with unacknowledged sends: restarting the session.")
         return "restarted"
     if number.silent_since is None:
+        if now - number.silence_restarted_at < RESTART_GRACE:
+            return "quiet"  # restarted a moment ago: the next check decides
         number.silent_since = now
         number.save(update_fields=["silent_since"])
         _silence_event(number, "Still silent after a restart: reconnect it (scan the QR code again).")

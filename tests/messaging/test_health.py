@@ -59,6 +59,11 @@ def _restarts(evolution: FakeEvolutionServer, number: WhatsAppNumber) -> int:
     return sum(1 for request in evolution.requests if request.method == "POST" and request.path == path)
 
 
+def _next_beat(number: WhatsAppNumber) -> None:
+    """Pretend the restart happened one beat (5 minutes) ago."""
+    WhatsAppNumber.objects.filter(pk=number.pk).update(silence_restarted_at=timezone.now() - timedelta(minutes=5))
+
+
 def _unacknowledged_send(number: WhatsAppNumber, *, minutes_ago: int, status: str = Message.Status.SENT) -> Message:
     chat = ChatFactory(organization=number.organization, number=number)
     message = MessageFactory(chat=chat, direction=Message.Direction.OUTBOUND, status=status)
@@ -170,6 +175,10 @@ def test_a_silent_number_is_restarted_once_then_flagged_then_cleared_when_heard_
     assert connected_number.silent_since is None
     restart_event = Event.objects.filter(number=connected_number, type="number.state").latest("sequence")
     assert "restarting" in restart_event.payload["reason"]
+    # A check right after the restart (two tasks at once) neither restarts again nor flags yet.
+    assert number_health_check(number_id=connected_number.pk).silence == "quiet"
+    assert _restarts(evolution, connected_number) == 1
+    _next_beat(connected_number)
 
     second = number_health_check(number_id=connected_number.pk)
 
@@ -232,6 +241,7 @@ def test_a_failed_restart_is_reported_on_the_number_and_it_is_flagged_next_time(
 
     assert number_health_check(number_id=connected_number.pk).silence == "restarted"
 
+    _next_beat(connected_number)
     reasons = list(
         Event.objects.filter(number=connected_number, type="number.state")
         .order_by("sequence")
