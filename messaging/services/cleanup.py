@@ -12,12 +12,13 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from crm.models import HealthCheck, WhatsAppNumber
 from crm.selectors import number_provider_target, numbers_active
 from messaging.events import event_log_lock
+from messaging.models import Message
 from messaging.services.numbers import number_state_event
 from providers.registry import SELF_HOSTED_PROVIDERS
 
@@ -38,8 +39,12 @@ PRUNE_BATCH = 5000
 def numbers_archivable(*, now: datetime) -> QuerySet[WhatsAppNumber]:
     """Self-hosted numbers disconnected and unseen for NUMBER_ARCHIVE_AFTER_DAYS, not archived yet."""
     cutoff = now - timedelta(days=settings.NUMBER_ARCHIVE_AFTER_DAYS)
+    # A message in the period means the number was alive whatever its recorded state says (a lost
+    # connection webhook): deleting its instance would cut a working number off.
+    recent_message = Message.objects.filter(number=OuterRef("pk"), created_at__gte=cutoff)
     return numbers_active().filter(
         Q(last_seen_at__lt=cutoff) | Q(last_seen_at__isnull=True, created_at__lt=cutoff),
+        ~Exists(recent_message),
         provider__in=SELF_HOSTED_PROVIDERS,
         state__in=ARCHIVABLE_STATES,
     )

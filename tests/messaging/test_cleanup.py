@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django.utils import timezone
 
 from crm.models import HealthCheck, WhatsAppNumber
@@ -74,12 +75,21 @@ def test_archive_takes_exactly_the_long_unseen_disconnected_self_hosted_numbers(
             None, state=state.DISCONNECTED, seen_days_ago=200, provider=ProviderName.GREEN_API, provision=False
         ),
     }
+    staying["disconnected 100 days, a message yesterday"] = _number(server, state=state.DISCONNECTED, seen_days_ago=100)
+    yesterday = MessageFactory(
+        chat=ChatFactory(
+            organization=staying["disconnected 100 days, a message yesterday"].organization,
+            number=staying["disconnected 100 days, a message yesterday"],
+        )
+    )
+    Message.objects.filter(pk=yesterday.pk).update(created_at=timezone.now() - DAY)
     not_provisioned = WhatsAppNumberFactory(provider=ProviderName.EVOLUTION, server=server)
     WhatsAppNumber.objects.filter(pk=not_provisioned.pk).update(created_at=timezone.now() - 200 * DAY)
     chat = ChatFactory(
         organization=qualifying["disconnected 91 days"].organization, number=qualifying["disconnected 91 days"]
     )
-    MessageFactory(chat=chat)
+    old_message = MessageFactory(chat=chat)
+    Message.objects.filter(pk=old_message.pk).update(created_at=timezone.now() - 95 * DAY)
 
     with django_capture_on_commit_callbacks(execute=True):
         archived = numbers_archive()
@@ -149,3 +159,16 @@ def test_health_rows_past_retention_are_pruned_in_bounded_batches():
     assert len(deletes) == 4  # ranges of two ids from each next old row, never one DELETE for all
     assert all('"id" >= ' in sql and '"id" < ' in sql for sql in deletes)
     assert health_checks_prune(batch_size=2) == 0
+
+
+def test_the_home_page_counts_leave_archived_numbers_out(client, evolution):
+    server = ProviderServerFactory(base_url=evolution.url, api_key=API_KEY)
+    archived = _number(server, state=WhatsAppNumber.State.DISCONNECTED, seen_days_ago=100)
+    WhatsAppNumberFactory(organization=archived.organization, state=WhatsAppNumber.State.CONNECTED)
+    numbers_archive()
+    member = MembershipFactory(organization=archived.organization)
+    client.force_login(member.user)
+
+    overview = client.get(reverse("crm:home")).context["overview"]
+
+    assert (overview["numbers"], overview["connected_numbers"]) == (1, 1)

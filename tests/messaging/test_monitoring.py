@@ -217,3 +217,16 @@ def test_queue_depth_is_the_length_of_the_brokers_queue(db):
             health_checks_prune_task.delay()  # no worker consumes this queue: they wait there
 
         assert queue_depth() == {queue: 3}
+
+
+def test_names_on_the_dashboard_cannot_inject_markup(superuser_client):
+    organization = OrganizationFactory(name="<script>alert('x')</script>")
+    number = _connected(organization, ProviderName.FAKE, name="<img src=x onerror=alert(1)>")
+    _messages(number, inbound=1)
+    hourly_statistics_refresh()
+
+    page = superuser_client.get(reverse("admin:monitoring")).content.decode()
+
+    assert "<script>alert(" not in page
+    assert "<img src=x" not in page
+    assert "\\u003Cscript\\u003E" in page  # the name is there, as JSON-escaped data for dashboard.js
