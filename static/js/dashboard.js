@@ -17,6 +17,8 @@
 
   function clear(element) { while (element.firstChild) element.removeChild(element.firstChild); }
 
+  function when(iso) { return iso ? iso.slice(0, 19).replace("T", " ") + " UTC" : ""; }
+
   function percent(rate) { return rate === null || rate === undefined ? "–" : (rate * 100).toFixed(1) + " %"; }
 
   function row(cells) {
@@ -102,7 +104,7 @@
   }
 
   function render(figures) {
-    document.getElementById("monitoring-updated").textContent = figures.generated_at;
+    document.getElementById("monitoring-updated").textContent = when(figures.generated_at);
     drawThroughput(figures.throughput);
     drawLatency(figures.latency_by_provider);
     var providers = Object.keys(figures.active_numbers_by_provider);
@@ -119,7 +121,7 @@
     fillTable("top-organizations", figures.top_organizations.map(function (org) { return [org.name, org.messages]; }), "No messages in the last 24 hours.", 2);
     fillTable("silent-numbers", figures.silent_numbers.map(function (number) {
       return [number.name + (number.phone ? " (" + number.phone + ")" : ""), number.organization, number.provider,
-        number.status === "flagged" ? "flagged: still silent after a restart" : "restarted", number.since];
+        number.status === "flagged" ? "flagged: still silent after a restart" : "restarted", when(number.since)];
     }), "No silent numbers.", 5);
     var unhealthy = figures.unhealthy_numbers.map(function (number) {
       return [number.name + (number.phone ? " (" + number.phone + ")" : ""), number.organization, number.provider, number.error];

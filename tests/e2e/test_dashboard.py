@@ -1,6 +1,9 @@
 """The admin monitoring dashboard in a real browser: its chart moves as messages flow."""
 
+from django.utils import timezone
+
 from crm.models import HealthCheck, WhatsAppNumber
+from messaging.services.statistics import hourly_statistics_refresh
 from providers.registry import ProviderName
 from tests.e2e.conftest import login, screenshot
 from tests.factories import ChatFactory, MessageFactory, OrganizationFactory, UserFactory, WhatsAppNumberFactory
@@ -26,6 +29,24 @@ def test_the_dashboard_chart_moves_as_messages_flow(live_app, page):
         checked_at=number.created_at,
     )
     MessageFactory(chat=chat)
+    silent = WhatsAppNumberFactory(
+        organization=organization,
+        name="Front desk",
+        provider=ProviderName.EVOLUTION,
+        state=WhatsAppNumber.State.CONNECTED,
+        silence_restarted_at=timezone.now(),
+        silent_since=timezone.now(),
+    )
+    HealthCheck.objects.create(
+        provider=ProviderName.EVOLUTION,
+        number=silent,
+        organization=organization,
+        is_healthy=False,
+        latency_ms=480,
+        error="GET /instance/connectionState timed out",
+        checked_at=timezone.now(),
+    )
+    hourly_statistics_refresh()
 
     login(page, live_app, admin.username)
     page.goto(f"{live_app.url}/admin/monitoring/")
@@ -33,6 +54,9 @@ def test_the_dashboard_chart_moves_as_messages_flow(live_app, page):
     assert _chart_total(page) == 1
     assert page.text_content("#throughput-total") == "1"
     assert "fake" in page.text_content("#active-numbers")
+    assert "Front desk" in page.text_content("#silent-numbers")
+    assert "timed out" in page.text_content("#unhealthy")
+    assert "Acme Dental" in page.text_content("#top-organizations")
 
     for _ in range(4):
         MessageFactory(chat=chat)
