@@ -122,12 +122,13 @@ def test_worker_killed_mid_burst_loses_none_and_duplicates_none(queue, evolution
     no idempotency key, so that window is closed only by providers that do.
     """
     chats = chats_on_one_number(evolution, 6)
-    evolution.faults_set(error_rate=1.0, latency_ms=150)
+    evolution.faults_set(error_rate=1.0, latency_ms=400)
     worker = OutboxWorker(queue, concurrency=2, env={"PROVIDER_BREAKER_FAILURES": "1000"}).start()
     try:
         messages = burst(chats, 150)
-        assert wait_until(lambda: Message.objects.filter(status="sending").exists(), timeout=30)
+        # Let prefetched and delayed tasks pile up, then kill at a moment a send is in flight.
         time.sleep(0.5)
+        assert wait_until(lambda: Message.objects.filter(status="sending").exists(), timeout=30, interval=0.01)
         worker.kill()
     finally:
         worker.stop()
@@ -136,7 +137,7 @@ def test_worker_killed_mid_burst_loses_none_and_duplicates_none(queue, evolution
 
     # The killed workers' calls are still inside the fake's latency: let them end refused before the
     # provider recovers, or the fake would accept sends from a dead worker (the ambiguous window above).
-    time.sleep(0.5)
+    time.sleep(0.8)
     evolution.faults_set(error_rate=0.0, latency_ms=0)
     with OutboxWorker(queue, concurrency=2):
         assert wait_until(all_sent(messages, sweep=True), timeout=90)
