@@ -6,7 +6,10 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from config.celery import app
+from config.periodic import periodic_tasks_register
 from crm.models import HealthCheck, Membership, ProviderServer, WhatsAppNumber
 from crm.selectors import number_provider_target
 from messaging.models import Event, Message
@@ -23,6 +26,7 @@ from tests.factories import (
     WhatsAppNumberFactory,
 )
 from tests.messaging.conftest import FAKE_EVOLUTION_API_KEY
+from tests.messaging.outbound_worker import OutboxWorker, broker_queue, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -276,3 +280,23 @@ def test_a_server_deleted_before_its_check_is_skipped(server_row):
     ProviderServer.objects.filter(pk=server_id).delete()
 
     assert server_health_check(server_id=server_id) is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_registered_beat_runs_its_checks_in_a_real_worker(evolution, server_row, connected_number, settings):
+    periodic_tasks_register()
+    row = PeriodicTask.objects.get(name="messaging.health_check")
+    assert (row.interval.every, row.interval.period) == (5, IntervalSchedule.MINUTES)
+
+    with (
+        broker_queue() as queue,
+        OutboxWorker(queue, concurrency=1, env={"PUBLIC_BASE_URL": settings.PUBLIC_BASE_URL}),
+    ):
+        app.send_task(row.task)  # what beat sends when the row is due
+
+        assert wait_until(lambda: HealthCheck.objects.count() == 2, timeout=60)
+
+    assert set(HealthCheck.objects.values_list("server_id", "number_id", "is_healthy")) == {
+        (server_row.pk, None, True),
+        (server_row.pk, connected_number.pk, True),
+    }
