@@ -56,9 +56,16 @@ class ConversaAdminSite(admin.AdminSite):
         from django.urls import path
 
         from crm.playground import playground_view
+        from messaging.admin import monitoring_data_view, monitoring_view
 
         playground = self.admin_view(lambda request: playground_view(request, self))
-        return [path("provider-test/", playground, name="provider-test"), *super().get_urls()]
+        monitoring = self.admin_view(lambda request: monitoring_view(request, self))
+        return [
+            path("provider-test/", playground, name="provider-test"),
+            path("monitoring/", monitoring, name="monitoring"),
+            path("monitoring/data/", self.admin_view(monitoring_data_view), name="monitoring-data"),
+            *super().get_urls(),
+        ]
 
     def register(self, model_or_iterable, admin_class=None, **options) -> None:
         """Register like Django does, but superusers only unless the admin is organization-walled."""

@@ -73,6 +73,37 @@ PERIODIC_TASKS: dict[str, PeriodicTaskSpec] = {
             "and scheduled messages that came due."
         ),
     ),
+    # --- health, cleanup, statistics (issue: health and monitoring) ---
+    "messaging.health_check": PeriodicTaskSpec(
+        task="messaging.tasks.health.health_check_beat",
+        every_seconds=5 * 60,
+        expire_seconds=5 * 60,
+        description=(
+            "Check every provider server and connected number through its provider; restart, then flag, "
+            "numbers that are connected but silent."
+        ),
+    ),
+    "messaging.hourly_statistics_refresh": PeriodicTaskSpec(
+        task="messaging.tasks.statistics.hourly_statistics_refresh",
+        every_seconds=5 * 60,
+        expire_seconds=5 * 60,
+        description="Recompute the messages per hour and number that the monitoring dashboard reads.",
+    ),
+    "messaging.numbers_archive": PeriodicTaskSpec(
+        task="messaging.tasks.cleanup.numbers_archive",
+        crontab=Crontab(minute="17", hour="3"),
+        expire_seconds=DAY // 2,
+        description=(
+            "Remove self-hosted numbers disconnected and unseen for NUMBER_ARCHIVE_AFTER_DAYS from their "
+            "provider server and archive them (their history stays)."
+        ),
+    ),
+    "messaging.health_checks_prune": PeriodicTaskSpec(
+        task="messaging.tasks.cleanup.health_checks_prune",
+        crontab=Crontab(minute="37", hour="3"),
+        expire_seconds=DAY // 2,
+        description="Delete health check results older than HEALTH_RETENTION_DAYS, in batches.",
+    ),
 }
 
 

@@ -193,6 +193,15 @@ MEDIA_DOWNLOAD_MAX_ATTEMPTS = env.int("MEDIA_DOWNLOAD_MAX_ATTEMPTS", default=5)
 QR_CACHE_SECONDS = env.int("QR_CACHE_SECONDS", default=120)
 WEBSOCKET_PING_SECONDS = env.int("WEBSOCKET_PING_SECONDS", default=25)
 
+# --- Health, cleanup, statistics (issue: health and monitoring) ------------------------------------
+# A connected number that received nothing for this long while its sends stay unacknowledged is
+# "silent": restarted once through its provider, then flagged to its organization's admins.
+SILENT_AFTER_MINUTES = env.int("SILENT_AFTER_MINUTES", default=30)
+# Self-hosted numbers disconnected and unseen this long are removed from their server and archived.
+NUMBER_ARCHIVE_AFTER_DAYS = env.int("NUMBER_ARCHIVE_AFTER_DAYS", default=90)
+# Health check results older than this are pruned.
+HEALTH_RETENTION_DAYS = env.int("HEALTH_RETENTION_DAYS", default=30)
+
 # --- Auth, i18n, files ---------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

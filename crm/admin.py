@@ -14,7 +14,17 @@ from django.utils import timezone
 
 from config.admin_site import SuperuserOnlyAdminMixin
 from crm.admin_mixins import BigTableAdminMixin, OrganizationListFilter, OrganizationWalledMixin
-from crm.models import Chat, Contact, ContactIdentity, Membership, Organization, Plan, ProviderServer, WhatsAppNumber
+from crm.models import (
+    Chat,
+    Contact,
+    ContactIdentity,
+    HealthCheck,
+    Membership,
+    Organization,
+    Plan,
+    ProviderServer,
+    WhatsAppNumber,
+)
 from crm.services import provider_servers_drain
 
 
@@ -121,12 +131,38 @@ class ProviderServerAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
 @admin.register(WhatsAppNumber)
 class WhatsAppNumberAdmin(OrganizationWalledMixin, admin.ModelAdmin):
     # webhook_secret and credentials are deliberately not listed (see ProviderServerAdmin).
-    list_display = ["name", "phone", "organization", "provider", "state", "server", "last_seen_at", "created_at"]
-    list_filter = [("organization", OrganizationListFilter), "provider", "state"]
+    list_display = [
+        "name",
+        "phone",
+        "organization",
+        "provider",
+        "state",
+        "silence",
+        "server",
+        "last_seen_at",
+        "archived_at",
+        "created_at",
+    ]
+    list_filter = [
+        ("organization", OrganizationListFilter),
+        "provider",
+        "state",
+        ("silent_since", admin.EmptyFieldListFilter),
+        ("archived_at", admin.EmptyFieldListFilter),
+    ]
     search_fields = ["name", "phone", "instance_name"]
     list_select_related = ["organization", "server"]
     autocomplete_fields = ["organization"]
-    readonly_fields = ["last_seen_at", "created_at"]
+    # The health beat and the cleanup beat own these (messaging.services.health and .cleanup).
+    readonly_fields = ["last_seen_at", "created_at", "silence_restarted_at", "silent_since", "archived_at"]
+
+    @admin.display(description="silence", ordering="silent_since")
+    def silence(self, number: WhatsAppNumber) -> str:
+        if number.silent_since:
+            return f"⚠ Silent since {timezone.localtime(number.silent_since):%Y-%m-%d %H:%M}: reconnect it"
+        if number.silence_restarted_at:
+            return f"Restarted for silence at {timezone.localtime(number.silence_restarted_at):%Y-%m-%d %H:%M}"
+        return ""
 
     def get_readonly_fields(self, request, obj=None):
         readonly_fields = super().get_readonly_fields(request, obj)
@@ -134,6 +170,22 @@ class WhatsAppNumberAdmin(OrganizationWalledMixin, admin.ModelAdmin):
             return readonly_fields
         # Which server hosts a number is platform capacity planning; customers don't pick it.
         return [*readonly_fields, "server"]
+
+
+@admin.register(HealthCheck)
+class HealthCheckAdmin(BigTableAdminMixin, OrganizationWalledMixin, admin.ModelAdmin):
+    """Health beat results, read-only; an organization admin sees their numbers' checks only."""
+
+    list_display = ["checked_at", "provider", "server", "number", "organization", "is_healthy", "latency_ms", "error"]
+    list_filter = ["is_healthy", "provider", ("organization", OrganizationListFilter)]
+    list_select_related = ["server", "number", "organization"]
+    ordering = ["-id"]
+
+    def has_add_permission(self, request, *args) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class ContactIdentityInlineForm(forms.ModelForm):

@@ -146,6 +146,16 @@ class WhatsAppNumber(models.Model):
     # access token, Twilio account); Evolution's come from its server.
     credentials = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Silent connections (messaging.services.health): the provider says "connected" but nothing
+    # arrives and sends stay unacknowledged. The health beat restarts such a number once
+    # (`silence_restarted_at`); still silent at the next check, it is flagged (`silent_since`) for
+    # the organization's admins. Both clear when the number is heard from again. Fields beside
+    # `state`, not a new state: the provider's connection state stays what the provider says.
+    silence_restarted_at = models.DateTimeField(null=True, blank=True)
+    silent_since = models.DateTimeField(null=True, blank=True)
+    # Set by the cleanup beat: removed from its provider server, history kept, out of every list,
+    # placement and health check.
+    archived_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = "WhatsApp number"
@@ -156,6 +166,13 @@ class WhatsAppNumber(models.Model):
                 condition=Q(phone="") | Q(phone__regex=E164_PATTERN.pattern), name="number_phone_e164"
             ),
             models.CheckConstraint(condition=~Q(webhook_secret=""), name="number_has_webhook_secret"),
+            models.CheckConstraint(
+                condition=Q(silent_since__isnull=True) | Q(silence_restarted_at__isnull=False),
+                name="number_flagged_silent_after_a_restart",
+            ),
+            models.CheckConstraint(
+                condition=Q(archived_at__isnull=True) | ~Q(state="connected"), name="number_archived_not_connected"
+            ),
         ]
         indexes = [models.Index(fields=["provider", "state"], name="number_provider_state")]
 
@@ -169,6 +186,14 @@ class WhatsAppNumber(models.Model):
     @property
     def is_connected(self) -> bool:
         return self.state == self.State.CONNECTED
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    @property
+    def is_flagged_silent(self) -> bool:
+        return self.silent_since is not None
 
 
 class Contact(models.Model):
@@ -269,3 +294,43 @@ class Chat(models.Model):
             errors["assignee"] = "The assignee is not a member of this organization."
         if errors:
             raise ValidationError(errors)
+
+
+class HealthCheck(models.Model):
+    """One health probe of a provider server or of a connected number, kept for the dashboard.
+
+    Written by the health beat (messaging.services.health); pruned after HEALTH_RETENTION_DAYS.
+    A server's check has no number and no organization (servers are shared by organizations).
+    """
+
+    provider = models.CharField(max_length=32, choices=ProviderName.choices)
+    server = models.ForeignKey(ProviderServer, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    is_healthy = models.BooleanField()
+    latency_ms = models.PositiveIntegerField()
+    error = models.TextField(blank=True)
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(number__isnull=False) | Q(server__isnull=False), name="health_check_of_something"
+            ),
+            models.CheckConstraint(
+                condition=Q(number__isnull=True) | Q(organization__isnull=False),
+                name="health_check_of_number_has_organization",
+            ),
+        ]
+        indexes = [
+            # The dashboard's last-hour figures (all organizations, or one) and the prune's range.
+            models.Index(fields=["checked_at"], name="health_check_time"),
+            models.Index(fields=["organization", "checked_at"], name="health_check_organization_time"),
+            # A number's latest check (unhealthy numbers on the dashboard).
+            models.Index(fields=["number", "-checked_at"], name="health_check_number_latest"),
+        ]
+
+    def __str__(self) -> str:
+        subject = f"number {self.number_id}" if self.number_id else f"server {self.server_id}"
+        return f"{subject}: {'healthy' if self.is_healthy else 'unhealthy'} at {self.checked_at:%Y-%m-%d %H:%M}"

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import QuerySet
 
-from crm.models import Chat, Membership, WhatsAppNumber
+from crm.models import Chat, Membership, ProviderServer, WhatsAppNumber
 from providers.base import ProviderTarget
 
 SESSION_ORGANIZATION_KEY = "organization_id"
@@ -35,14 +35,24 @@ def membership_current(*, user, session) -> Membership | None:
 def organization_overview(*, membership: Membership) -> dict:
     """Return the counts the home page shows for the membership's organization."""
     organization_id = membership.organization_id
+    numbers = numbers_active().filter(organization_id=organization_id)
     return {
-        "numbers": WhatsAppNumber.objects.filter(organization_id=organization_id).count(),
-        "connected_numbers": WhatsAppNumber.objects.filter(
-            organization_id=organization_id, state=WhatsAppNumber.State.CONNECTED
-        ).count(),
+        "numbers": numbers.count(),
+        "connected_numbers": numbers.filter(state=WhatsAppNumber.State.CONNECTED).count(),
+        # Only admins act on a silent number (reconnect it); agents are not shown the list.
+        "silent_numbers": list(
+            numbers.filter(state=WhatsAppNumber.State.CONNECTED, silent_since__isnull=False).order_by("name")
+        )
+        if membership.is_admin
+        else [],
         "open_chats": Chat.objects.filter(organization_id=organization_id, status=Chat.Status.OPEN).count(),
         "members": Membership.objects.filter(organization_id=organization_id).count(),
     }
+
+
+def numbers_active() -> QuerySet[WhatsAppNumber]:
+    """Every number not archived: what lists, placement and health checks work with."""
+    return WhatsAppNumber.objects.filter(archived_at__isnull=True)
 
 
 def number_webhook_url(number: WhatsAppNumber) -> str:
@@ -54,7 +64,7 @@ def number_provider_target(number: WhatsAppNumber) -> ProviderTarget:
     """Return what the number's provider adapter needs to reach it (no database access after)."""
     server = number.server
     if server is not None:
-        base_url, api_key, breaker_key = server.base_url, server.api_key, f"server-{server.pk}"
+        base_url, api_key, breaker_key = server.base_url, server.api_key, server_breaker_key(server)
     else:
         base_url = number.credentials.get("base_url", "")
         api_key = ""
@@ -69,4 +79,20 @@ def number_provider_target(number: WhatsAppNumber) -> ProviderTarget:
         webhook_url=number_webhook_url(number),
         webhook_secret=number.webhook_secret,
         breaker_key=breaker_key,
+    )
+
+
+def server_breaker_key(server: ProviderServer) -> str:
+    """The circuit every call to `server` goes through: its numbers' and its health checks'."""
+    return f"server-{server.pk}"
+
+
+def server_provider_target(server: ProviderServer) -> ProviderTarget:
+    """Return a target for server-wide calls (the health probe): the server, no instance."""
+    return ProviderTarget(
+        provider=server.provider,
+        instance_name="",
+        base_url=server.base_url.rstrip("/"),
+        api_key=server.api_key,
+        breaker_key=server_breaker_key(server),
     )

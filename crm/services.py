@@ -8,7 +8,7 @@ from django.db import transaction
 from django.db.models import Count, QuerySet
 
 from crm.models import Organization, ProviderServer, WhatsAppNumber
-from crm.selectors import SESSION_ORGANIZATION_KEY, memberships_of_user, number_provider_target
+from crm.selectors import SESSION_ORGANIZATION_KEY, memberships_of_user, number_provider_target, numbers_active
 from providers.base import CONNECTION_STATES
 from providers.registry import SELF_HOSTED_PROVIDERS, ProviderName, adapter_for
 
@@ -47,7 +47,9 @@ def number_server_place(*, number: WhatsAppNumber) -> ProviderServer | None:
         .order_by("id")
     )
     load = dict(
-        WhatsAppNumber.objects.filter(server__in=servers)
+        # Archived numbers were removed from their server: they take no room there.
+        numbers_active()
+        .filter(server__in=servers)
         .values("server")
         .annotate(numbers=Count("id"))
         .values_list("server", "numbers")
@@ -115,7 +117,8 @@ def number_create(
     # The organization row first: the same first lock as every event-log writer (one lock order).
     organization = Organization.objects.select_for_update().select_related("plan").get(pk=organization.pk)
     limit = organization.plan.max_numbers
-    if WhatsAppNumber.objects.filter(organization=organization).count() >= limit:
+    # Archived numbers keep their history but no longer count against the plan.
+    if numbers_active().filter(organization=organization).count() >= limit:
         raise NumberLimitReachedError(limit=limit)
     provider = provider or organization.plan.default_provider
     if provider not in ProviderName.values:

@@ -1,11 +1,22 @@
 """Admin for messages: the biggest table, so it lists without COUNT(*) and without sorting it all."""
 
 from django.contrib import admin, messages
+from django.http import JsonResponse
+from django.template.response import TemplateResponse
 from django.utils.text import Truncator
 
-from crm.admin_mixins import BigTableAdminMixin, OrganizationListFilter, OrganizationWalledMixin
+from crm.admin_mixins import (
+    BigTableAdminMixin,
+    OrganizationListFilter,
+    OrganizationWalledMixin,
+    organization_ids_administered,
+)
 from messaging.models import Message
+from messaging.monitoring import MonitoringScope, monitoring_figures
 from messaging.services.outbound import MessageStateError, message_retry
+
+# How often the dashboard page asks for fresh figures.
+MONITORING_REFRESH_SECONDS = 3
 
 
 @admin.register(Message)
@@ -65,3 +76,29 @@ class MessageAdmin(BigTableAdminMixin, OrganizationWalledMixin, admin.ModelAdmin
                 f"{skipped} message(s) skipped: only failed outbound messages can be retried.",
                 messages.WARNING,
             )
+
+
+# --- the monitoring dashboard (/admin/monitoring/), registered by config.admin_site ----------------
+def monitoring_scope_of(request) -> MonitoringScope:
+    """Superusers see the whole platform; an organization admin only what they administer."""
+    if request.user.is_superuser:
+        return MonitoringScope(organization_ids=None)
+    return MonitoringScope(organization_ids=organization_ids_administered(request))
+
+
+def monitoring_view(request, site: admin.AdminSite):
+    figures = monitoring_figures(scope=monitoring_scope_of(request))
+    context = {
+        **site.each_context(request),
+        "title": "Monitoring",
+        "figures": figures,
+        "refresh_seconds": MONITORING_REFRESH_SECONDS,
+    }
+    return TemplateResponse(request, "admin/monitoring.html", context)
+
+
+def monitoring_data_view(request):
+    """The dashboard's figures as JSON; the page polls it every few seconds."""
+    response = JsonResponse(monitoring_figures(scope=monitoring_scope_of(request)))
+    response["Cache-Control"] = "no-store"
+    return response

@@ -168,3 +168,28 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.organization} on {self.day}: {self.messages_sent}"
+
+
+class HourlyStatistic(models.Model):
+    """Messages per hour and number: total, sent (outbound) and received (inbound).
+
+    Read-only. On PostgreSQL a materialized view, on SQLite (embedded mode) a table; both are
+    created in migration 0007 and refreshed by the statistics beat
+    (messaging.services.statistics.hourly_statistics_refresh). Hours are of `created_at`, when a
+    message passed through Conversa. `id` is the smallest message id of the group: unique, stable.
+    """
+
+    hour = models.DateTimeField()
+    organization = models.ForeignKey(Organization, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    number = models.ForeignKey(WhatsAppNumber, on_delete=models.DO_NOTHING, related_name="+", db_constraint=False)
+    messages_total = models.PositiveIntegerField()
+    messages_sent = models.PositiveIntegerField()
+    messages_received = models.PositiveIntegerField()
+
+    class Meta:
+        managed = False
+        db_table = "messaging_hourly_statistics"
+        ordering = ["hour", "number"]
+
+    def __str__(self) -> str:
+        return f"number {self.number_id} at {self.hour:%Y-%m-%d %H:00}: {self.messages_total}"

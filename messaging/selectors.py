@@ -7,7 +7,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from crm.models import Chat, WhatsAppNumber
-from crm.selectors import membership_current, memberships_of_user
+from crm.selectors import membership_current, memberships_of_user, numbers_active
 from messaging.models import Message
 
 
@@ -40,7 +40,8 @@ def messages_of_member(*, user) -> QuerySet[Message]:
 
 
 def numbers_of_member(*, user) -> QuerySet[WhatsAppNumber]:
-    return WhatsAppNumber.objects.filter(organization_id__in=_organizations_of_member(user))
+    """Every unarchived number `user` may see (an archived one keeps its chats, not its rooms)."""
+    return numbers_active().filter(organization_id__in=_organizations_of_member(user))
 
 
 def chat_organization_for_member(*, user, chat_id: int) -> int | None:

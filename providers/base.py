@@ -117,6 +117,9 @@ class HealthResult:
     is_healthy: bool
     latency_ms: int
     error: str = ""
+    # The provider answered and refused (a wrong key, a 4xx): a configuration problem, not a dead
+    # server, so the health beat does not open the circuit for it.
+    permanent: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,15 +190,18 @@ def health_measure(probe: Callable[[], str]) -> HealthResult:
     exception, since a health check reports failures rather than raising them) means unhealthy.
     """
     started = time.monotonic()
+    permanent = False
     try:
         problem = probe()
     except ProviderError as error:
-        problem = error.message
+        problem, permanent = error.message, error.permanent
     except Exception as error:
         logging.getLogger(__name__).warning("health probe failed unexpectedly: %r", error)
         problem = f"Unexpected error: {error}"
     latency_ms = round((time.monotonic() - started) * 1000)
-    return HealthResult(is_healthy=not problem, latency_ms=latency_ms, error=problem)
+    return HealthResult(
+        is_healthy=not problem, latency_ms=latency_ms, error=problem, permanent=bool(problem) and permanent
+    )
 
 
 WebhookEvent = InboundMessage | StatusUpdate | ConnectionUpdate | QrUpdate

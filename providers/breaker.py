@@ -70,3 +70,14 @@ def breaker_call(key: str, function, *args, **kwargs):
 def breaker_state(key: str) -> str:
     """Return 'closed', 'open' or 'half-open' as every process sees it."""
     return breaker_for(key).current_state
+
+
+def breaker_trip(key: str) -> None:
+    """Open the circuit for `key` now, for every process: a health check found its server dead.
+
+    The breaker's own clock then decides as usual: after PROVIDER_BREAKER_RESET_SECONDS one trial
+    call (a send, or the next health check) closes it again or keeps it open.
+    """
+    breaker = breaker_for(key)
+    if breaker.current_state != pybreaker.STATE_OPEN:
+        breaker.open()
