@@ -89,15 +89,11 @@ class ConversaCollector:
 
     @staticmethod
     def _queue_depth() -> GaugeMetricFamily:
-        from config.celery import QUEUES
+        from messaging.monitoring import queue_depth
 
         gauge = GaugeMetricFamily("conversa_queue_depth", "Tasks waiting in each Celery queue.", labels=["queue"])
-        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2)
-        try:
-            for queue in QUEUES:
-                gauge.add_metric([queue], broker.llen(queue))
-        finally:
-            broker.close()
+        for queue, depth in queue_depth().items():
+            gauge.add_metric([queue], depth)
         return gauge
 
     @staticmethod

@@ -190,19 +190,24 @@ def servers_unhealthy() -> list[dict]:
 
 
 def queue_depth() -> dict[str, int]:
-    """Tasks waiting in the Celery broker's Redis queue (LLEN of its lists), by queue name."""
-    from config.celery import app
+    """Tasks waiting in each Celery queue on the Redis broker (LLEN of its lists), by queue name."""
+    import config.celery
 
-    queue = app.conf.task_default_queue or "celery"
+    # A test harness that put every task on one private queue has turned routing off.
+    queues = (
+        config.celery.QUEUES if config.celery.queue_routing_enabled else (config.celery.app.conf.task_default_queue,)
+    )
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=2, socket_connect_timeout=2)
     try:
         with client.pipeline(transaction=False) as pipeline:
-            for suffix in _PRIORITY_SUFFIXES:
-                pipeline.llen(f"{queue}{suffix}")
+            for queue in queues:
+                for suffix in _PRIORITY_SUFFIXES:
+                    pipeline.llen(f"{queue}{suffix}")
             lengths = pipeline.execute()
     finally:
         client.close()
-    return {queue: sum(lengths)}
+    per_queue = len(_PRIORITY_SUFFIXES)
+    return {queue: sum(lengths[index * per_queue : (index + 1) * per_queue]) for index, queue in enumerate(queues)}
 
 
 def monitoring_figures(*, scope: MonitoringScope, now: datetime | None = None) -> dict:
