@@ -64,6 +64,12 @@ PERIODIC_TASKS: dict[str, PeriodicTaskSpec] = {
         expire_seconds=DAY // 2,
         description="Delete login sessions past their expiry date; Django never removes them by itself.",
     ),
+    "messaging.media_pending_sweep": PeriodicTaskSpec(
+        task="messaging.tasks.inbound.media_pending_sweep",
+        every_seconds=10 * 60,
+        expire_seconds=10 * 60,
+        description="Re-enqueue media downloads a lost task left pending; fail those pending far too long.",
+    ),
     "messaging.outbox_sweep": PeriodicTaskSpec(
         task="messaging.tasks.outbound.outbox_sweep",
         every_seconds=30,

@@ -190,6 +190,9 @@ REST_FRAMEWORK = {
 WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", default=16 * 1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = WEBHOOK_MAX_BODY_BYTES
 MEDIA_DOWNLOAD_MAX_ATTEMPTS = env.int("MEDIA_DOWNLOAD_MAX_ATTEMPTS", default=5)
+# A download still pending after this lost its task (its retries take less): the sweep enqueues it
+# again; after twice this it is failed with a reason.
+MEDIA_STUCK_AFTER_SECONDS = env.int("MEDIA_STUCK_AFTER_SECONDS", default=1800)
 QR_CACHE_SECONDS = env.int("QR_CACHE_SECONDS", default=120)
 WEBSOCKET_PING_SECONDS = env.int("WEBSOCKET_PING_SECONDS", default=25)
 

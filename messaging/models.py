@@ -113,6 +113,8 @@ class Message(models.Model):
                 condition=Q(status__in=["queued", "sending"]),
                 name="message_outbox",
             ),
+            # The media sweep: downloads still pending, oldest first (a handful among millions).
+            models.Index(fields=["created_at"], condition=Q(media_state="pending"), name="message_media_pending"),
         ]
 
     def __str__(self) -> str:

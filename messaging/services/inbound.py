@@ -23,6 +23,7 @@ import base64
 import binascii
 import logging
 import mimetypes
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -49,6 +50,9 @@ from providers.registry import ProviderName
 logger = logging.getLogger(__name__)
 
 MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
+
+
+SWEEP_BATCH = 1000  # media downloads a sweep takes care of at once; the next run takes the rest
 
 
 def qr_cache_key(number_id: int) -> str:
@@ -392,10 +396,45 @@ def _media_auth(number: WhatsAppNumber) -> dict:
     return {}
 
 
+def _message_locked(message_id: int) -> Message | None:
+    """Lock a message row for a media change, after its organization's event-log lock (the one order)."""
+    organization_id = Message.objects.filter(pk=message_id).values_list("organization_id", flat=True).first()
+    if organization_id is None:
+        return None
+    event_log_lock(organization_id)
+    return Message.objects.select_for_update().filter(pk=message_id).first()
+
+
+def media_pending_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Re-enqueue media downloads a lost task or a killed worker left pending; fail the hopeless ones.
+
+    A download pending longer than MEDIA_STUCK_AFTER_SECONDS (longer than all its retries take)
+    lost its task: it is enqueued again. One still pending after twice that is failed with a
+    reason, so the message shows why its attachment is missing instead of waiting forever.
+    Return how many were enqueued and failed.
+    """
+    now = now or timezone.now()
+    stuck_after = timedelta(seconds=settings.MEDIA_STUCK_AFTER_SECONDS)
+    pending = Message.objects.filter(media_state=Message.MediaState.PENDING)
+    hopeless = list(pending.filter(created_at__lt=now - 2 * stuck_after).values_list("pk", flat=True)[:SWEEP_BATCH])
+    for message_id in hopeless:
+        with transaction.atomic():
+            message_media_fail(
+                message_id=message_id, error="The download did not finish; ask the contact to send it again."
+            )
+    lost = pending.filter(created_at__lt=now - stuck_after, created_at__gte=now - 2 * stuck_after)
+    lost_ids = list(lost.order_by("id").values_list("pk", flat=True)[:SWEEP_BATCH])
+    for message_id in lost_ids:
+        _media_download_enqueue(message_id)
+    if hopeless or lost_ids:
+        logger.info("media sweep: %s download(s) enqueued again, %s failed", len(lost_ids), len(hopeless))
+    return {"enqueued": len(lost_ids), "failed": len(hopeless)}
+
+
 @transaction.atomic
 def message_media_store(*, message_id: int, content: bytes, mime_type: str) -> Message | None:
     """Keep downloaded media in our storage; return the message, or None if it needs nothing."""
-    message = Message.objects.select_for_update().filter(pk=message_id).first()
+    message = _message_locked(message_id)
     if message is None or message.media_state == Message.MediaState.STORED:
         return None  # deleted meanwhile, or a second delivery of the task: download once
     if mime_type and not message.media_mime_type:
@@ -411,7 +450,7 @@ def message_media_store(*, message_id: int, content: bytes, mime_type: str) -> M
 @transaction.atomic
 def message_media_fail(*, message_id: int, error: str) -> Message | None:
     """Record that the media could not be downloaded, for people to see; never drop it silently."""
-    message = Message.objects.select_for_update().filter(pk=message_id).first()
+    message = _message_locked(message_id)
     if message is None or message.media_state == Message.MediaState.STORED:
         return None
     message.media_state = Message.MediaState.FAILED

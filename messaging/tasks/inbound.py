@@ -7,7 +7,13 @@ from celery import shared_task
 from django.conf import settings
 
 from messaging.models import Message
-from messaging.services.inbound import MediaDownloadError, media_fetch, message_media_fail, message_media_store
+from messaging.services.inbound import (
+    MediaDownloadError,
+    media_fetch,
+    media_pending_sweep,
+    message_media_fail,
+    message_media_store,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -38,3 +44,9 @@ def media_download(self, message_id: int) -> None:
         logger.info("media of message %s: attempt %s failed: %s", message_id, attempt, error.message)
         raise self.retry(countdown=media_retry_delay(attempt)) from error
     message_media_store(message_id=message_id, content=content, mime_type=mime_type)
+
+
+@shared_task(name="messaging.tasks.inbound.media_pending_sweep", ignore_result=True)
+def media_pending_sweep_task() -> dict:
+    """Re-enqueue media downloads left pending by a lost task; fail those pending far too long."""
+    return media_pending_sweep()

@@ -117,3 +117,34 @@ def test_media_is_served_to_members_of_its_organization_only(client, django_capt
     assert client.get(f"/messages/{message.pk}/media/").status_code == 404
     client.force_login(MembershipFactory(organization=message.organization).user)
     assert client.get(f"/messages/{message.pk}/media/").status_code == 200
+
+
+# --- the sweep: a download whose task was lost is enqueued again, a hopeless one failed visibly --------
+def pending_media(*, age_seconds: int) -> Message:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    message = MessageFactory(type="image", media_state=Message.MediaState.PENDING, media_source="https://x/1.jpg")
+    Message.objects.filter(pk=message.pk).update(created_at=timezone.now() - timedelta(seconds=age_seconds))
+    return message
+
+
+@pytest.mark.django_db
+def test_sweep_enqueues_lost_downloads_and_fails_hopeless_ones_leaving_fresh_ones(settings):
+    from messaging.monitoring import queue_depth
+    from messaging.services.inbound import media_pending_sweep
+    from tests.messaging.outbound_worker import broker_queue
+
+    settings.MEDIA_STUCK_AFTER_SECONDS = 600
+    fresh = pending_media(age_seconds=60)  # its task may still be retrying: left alone
+    lost = pending_media(age_seconds=900)
+    hopeless = pending_media(age_seconds=1300)
+    stored = MessageFactory(type="image", media_state=Message.MediaState.STORED)
+    with broker_queue() as queue:
+        assert media_pending_sweep() == {"enqueued": 1, "failed": 1}
+        assert queue_depth() == {queue: 1}  # one task, for the lost download only
+    states = dict(Message.objects.values_list("pk", "media_state"))
+    assert states == {fresh.pk: "pending", lost.pk: "pending", hopeless.pk: "failed", stored.pk: "stored"}
+    assert "did not finish" in Message.objects.get(pk=hopeless.pk).media_error
+    assert list(Event.objects.filter(type="message.media").values_list("payload__message", flat=True)) == [hopeless.pk]
