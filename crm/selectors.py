@@ -70,3 +70,13 @@ def number_provider_target(number: WhatsAppNumber) -> ProviderTarget:
         webhook_secret=number.webhook_secret,
         breaker_key=breaker_key,
     )
+
+
+def numbers_of_organization(*, organization_id: int) -> QuerySet[WhatsAppNumber]:
+    """The organization's WhatsApp numbers, by name, for its admins' number pages."""
+    return WhatsAppNumber.objects.filter(organization_id=organization_id).order_by("name", "id")
+
+
+def number_chat_count(*, number_id: int) -> int:
+    """How many chats deleting the number would delete with it."""
+    return Chat.objects.filter(number_id=number_id).count()
