@@ -119,6 +119,7 @@ def number_detail(request: HttpRequest, number_id: int) -> HttpResponse:
                 "qr_waiting": _("Asking WhatsApp for a QR code…"),
                 "reconnecting": _("Reconnecting…"),
                 "connected": _("Connected. This number now receives and sends messages."),
+                "just_now": _("just now"),
             },
         },
     }

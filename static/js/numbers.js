@@ -116,7 +116,7 @@
   };
 
   NumberLive.prototype.qrShow = function (data) {
-    this.stateShow({ state: "waiting_for_qr_scan", reason: "" });
+    this.stateShow({ state: "waiting_for_qr_scan", reason: "", local: true });
     if (data.has_image) {
       this.qrFetch();
     } else {
@@ -165,6 +165,10 @@
     badge.className = "state state-" + state;
     badge.setAttribute("data-state", state);
     if (data.phone) this.el("number-phone").textContent = data.phone;
+    // Any state the provider reports means it was heard from now (number_connection_update).
+    if (!data.local) this.el("number-last-seen").textContent = this.config.strings.just_now;
+    var logout = this.el("logout-form");
+    if (logout) logout.hidden = ["not_provisioned", "logged_out", "banned"].indexOf(state) !== -1;
     this.reasonShow(state === "connected" ? "" : data.reason || "");
     if (state === "connected") {
       this.el("qr-panel").hidden = true;
