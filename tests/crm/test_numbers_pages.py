@@ -251,7 +251,8 @@ def test_the_number_page_gives_its_script_the_room_the_qr_and_the_cursor(admin_c
     page = response.content.decode()
     assert 'id="number-live"' in page
     assert "Connect with a QR code" in page
-    assert "Log out of WhatsApp" not in page  # nothing to log out of before it was ever connected
+    # Nothing to log out of before it was ever connected: the button waits hidden for a live state.
+    assert 'data-testid="logout-form" hidden' in page
 
 
 def test_connect_enqueues_the_task_and_calls_no_provider_in_the_request(
@@ -281,7 +282,8 @@ def test_the_connect_task_puts_the_qr_and_state_on_the_numbers_page(
     assert admin_client.get(reverse("messaging:number-qr", args=[number.pk])).json()["qr_image"].startswith("data:")
     page = admin_client.get(reverse("crm:number-detail", args=[number.pk])).content.decode()
     assert "Waiting for the QR code to be scanned" in page
-    assert "Log out of WhatsApp" in page
+    assert "Get a new QR code" in page
+    assert 'data-testid="logout-form">' in page
 
 
 def test_a_connect_with_no_server_left_reports_the_reason_to_the_page(number):
