@@ -175,6 +175,11 @@ MEDIA_DOWNLOAD_MAX_ATTEMPTS = env.int("MEDIA_DOWNLOAD_MAX_ATTEMPTS", default=5)
 QR_CACHE_SECONDS = env.int("QR_CACHE_SECONDS", default=120)
 WEBSOCKET_PING_SECONDS = env.int("WEBSOCKET_PING_SECONDS", default=25)
 
+# --- Inbox (issue: inbox pages) --------------------------------------------------------------------
+# The largest attachment an agent may send (WhatsApp's own limit for audio and video is 16 MB).
+INBOX_UPLOAD_MAX_BYTES = env.int("INBOX_UPLOAD_MAX_BYTES", default=16 * 1024 * 1024)
+LOCALE_PATHS = [BASE_DIR / "locale"]
+
 # --- Auth, i18n, files ---------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -177,6 +177,9 @@ class Contact(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="contacts")
     name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=16, blank=True, validators=[e164_validator])
+    # What agents know about the person: short tags ("vip", "lead") and free notes (contact panel).
+    labels = models.JSONField(default=list, blank=True)
+    notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -269,3 +272,45 @@ class Chat(models.Model):
             errors["assignee"] = "The assignee is not a member of this organization."
         if errors:
             raise ValidationError(errors)
+
+
+class ChatNote(models.Model):
+    """A private note agents leave on a chat: shown to the team, never sent to the contact."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["chat", "created_at", "id"]
+        constraints = [models.CheckConstraint(condition=~Q(text=""), name="chat_note_has_text")]
+        indexes = [models.Index(fields=["chat", "-created_at", "-id"], name="chat_note_recent")]
+
+    def __str__(self) -> str:
+        return f"Note #{self.pk} on chat {self.chat_id}"
+
+    def clean(self) -> None:
+        if self.chat_id and self.organization_id and self.chat.organization_id != self.organization_id:
+            raise ValidationError({"chat": "This chat belongs to another organization."})
+
+
+class QuickReply(models.Model):
+    """A canned response of an organization, inserted in the composer by typing "/<shortcut>"."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="quick_replies")
+    shortcut = models.SlugField(max_length=32)
+    text = models.TextField(max_length=4096)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "quick replies"
+        ordering = ["organization", "shortcut"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "shortcut"], name="quick_reply_shortcut_once"),
+            models.CheckConstraint(condition=~Q(shortcut="") & ~Q(text=""), name="quick_reply_has_shortcut_and_text"),
+        ]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"

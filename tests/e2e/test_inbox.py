@@ -1,0 +1,105 @@
+"""The inbox in a real browser: a provider webhook shows up live, the agent replies, the fake
+provider's statuses turn the delivery mark, and a message sent while the socket was down arrives
+after the reconnect (catch-up by cursor)."""
+
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from crm.models import WhatsAppNumber
+from crm.services import number_provision
+from messaging.models import Message
+from providers.fakes.evolution import FakeEvolutionServer
+from tests.e2e.conftest import login, screenshot
+from tests.factories import MembershipFactory, ProviderServerFactory, WhatsAppNumberFactory
+
+API_KEY = "e2e-evolution-key"
+SENDER = "5511912345678"
+
+
+def _wait_for(condition, *, timeout: float = 15.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def evolution():
+    server = FakeEvolutionServer(api_key=API_KEY, webhook_delay_seconds=0.02, status_delay_seconds=0.4).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def connected_number(live_app, evolution, settings):
+    """A number of the agent's organization on the fake Evolution server, whose webhooks reach the live app."""
+    settings.PUBLIC_BASE_URL = live_app.url
+    agent = MembershipFactory(organization__name="Acme Dental", user__username="ana")
+    ProviderServerFactory(base_url=evolution.url, api_key=API_KEY)
+    number = WhatsAppNumberFactory(organization=agent.organization, provider="evolution", name="Reception", phone="")
+    number = number_provision(number_id=number.pk)
+    evolution.scan(number.instance_name, phone="15550100200")
+    _wait_for(
+        lambda: WhatsAppNumber.objects.filter(pk=number.pk, state=WhatsAppNumber.State.CONNECTED).exists(),
+        what="the number to connect through the live app's webhook",
+    )
+    return agent, number
+
+
+def test_agent_sees_webhooks_live_replies_and_catches_up_after_a_cut(live_app, page, evolution, connected_number):
+    agent, number = connected_number
+    login(page, live_app, agent.user.username)
+    page.click("[data-testid=nav-inbox]")
+    expect(page.locator("#chat-list")).to_contain_text("No chats here.")
+    expect(page.locator("#inbox")).to_have_attribute("data-live", "true")
+
+    # A provider webhook arrives: the new chat appears in the list without a reload.
+    page.evaluate("window.__sameDocument = true")
+    evolution.inbound(number.instance_name, sender=SENDER, text="Oi, preciso remarcar", push_name="Maria Souza")
+    row = page.locator(".chat-row", has_text="Maria Souza")
+    expect(row).to_contain_text("Oi, preciso remarcar")
+    expect(row.locator("[data-testid=unread]")).to_have_text("1")
+    assert page.evaluate("window.__sameDocument") is True
+    screenshot(page, "inbox")
+
+    # Open it (read), then the next message lands in the open conversation live.
+    row.click()
+    expect(page.locator("[data-testid=chat-title]")).to_have_text("Maria Souza")
+    expect(page.locator(".chat-row.current [data-testid=unread]")).to_have_count(0)
+    expect(page.locator("#inbox")).to_have_attribute("data-live", "true")
+    page.evaluate("window.__sameDocument = true")
+    evolution.inbound(number.instance_name, sender=SENDER, text="Pode ser sexta? https://example.com/agenda")
+    history = page.locator("#history")
+    expect(history).to_contain_text("Pode ser sexta?")
+    link = history.locator("a[href='https://example.com/agenda']")
+    expect(link).to_have_attribute("rel", "noopener noreferrer nofollow")
+    expect(page.locator(".chat-row.current .preview")).to_contain_text("Pode ser sexta?")
+    assert page.evaluate("window.__sameDocument") is True
+
+    # The agent replies with Enter; the fake provider's delivered and read statuses turn the mark.
+    page.fill("#composer-text", "Claro! Sexta às 10h30 funciona?")
+    page.press("#composer-text", "Enter")
+    reply = page.locator(".message.out", has_text="Sexta às 10h30")
+    expect(reply).to_have_count(1)
+    expect(reply.locator("[data-testid=mark]")).to_have_attribute("data-status", "read", timeout=20_000)
+    assert Message.objects.filter(text="Claro! Sexta às 10h30 funciona?").count() == 1
+    expect(page.locator("#composer-text")).to_have_value("")
+
+    # The socket is cut; a message arrives meanwhile; after the reconnect it is there.
+    page.context.set_offline(True)
+    page.evaluate("window.conversaInbox.socket.close()")
+    expect(page.locator("[data-testid=connection]")).to_be_visible()
+    evolution.inbound(number.instance_name, sender=SENDER, text="Perfeito, obrigada!")
+    _wait_for(lambda: Message.objects.filter(text="Perfeito, obrigada!").exists(), what="the webhook to be stored")
+    page.wait_for_timeout(300)
+    expect(history).not_to_contain_text("Perfeito, obrigada!")
+    page.context.set_offline(False)
+    expect(history).to_contain_text("Perfeito, obrigada!")
+    expect(page.locator("[data-testid=connection]")).to_be_hidden()
+    assert page.evaluate("window.__sameDocument") is True
+    screenshot(page, "chat")
