@@ -160,7 +160,10 @@ def inbox_chat_page(
         if moment is None:
             chats = chats.filter(Q(last_message_at__isnull=True, id__lt=pk) | Q(last_message_at__isnull=False))
         else:
-            chats = chats.filter(Q(last_message_at__lt=moment) | Q(last_message_at=moment, id__lt=pk))
+            # The redundant `<=` is what the index can range-scan on; the OR alone is only a filter.
+            chats = chats.filter(last_message_at__lte=moment).filter(
+                Q(last_message_at__lt=moment) | Q(last_message_at=moment, id__lt=pk)
+            )
     rows = list(chats[: CHAT_PAGE_SIZE + 1])
     if len(rows) <= CHAT_PAGE_SIZE:
         return rows, None
@@ -193,7 +196,12 @@ def chat_history_page(*, chat: Chat, before: str | None = None) -> tuple[list[Me
         moment, pk = cursor_parse(before)
         if moment is None:
             raise CursorError("Not a paging cursor.")
-        messages = messages.filter(Q(timestamp__lt=moment) | Q(timestamp=moment, id__lt=pk))
+        # `timestamp <= moment` is redundant, but it is what PostgreSQL turns into an index condition
+        # on message_chat_history: without it the OR is only a filter, and a page 900,000 messages
+        # deep scanned 900,000 index entries from the newest (bench/inbox.py: 109 ms of SQL, now 0.5 ms).
+        messages = messages.filter(timestamp__lte=moment).filter(
+            Q(timestamp__lt=moment) | Q(timestamp=moment, id__lt=pk)
+        )
     rows = list(messages.order_by("-timestamp", "-id")[: MESSAGE_PAGE_SIZE + 1])
     has_more = len(rows) > MESSAGE_PAGE_SIZE
     rows = rows[:MESSAGE_PAGE_SIZE]
