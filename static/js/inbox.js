@@ -171,7 +171,14 @@
     const stick = nearBottom();
     history.appendChild(fragment);
     daysDeduplicate();
-    if (stick) toBottom();
+    if (stick) {
+      toBottom();
+      // Media grows the row once it loads: stay at the bottom the agent was reading.
+      for (const media of message.querySelectorAll("img, video")) {
+        media.addEventListener("load", toBottom, { once: true });
+        media.addEventListener("loadedmetadata", toBottom, { once: true });
+      }
+    }
   }
 
   async function messageRefresh(messageId) {
@@ -285,7 +292,9 @@
         attachment.hidden = true;
         grow();
       } else {
+        const stick = nearBottom();
         error.textContent = errorText(result);
+        if (stick) toBottom(); // the error line takes room from the history
         if (result.status === 429) {
           quotaExceeded = true;
           text.disabled = true;

@@ -63,7 +63,7 @@ def bulk_chats(*, organization, number, count: int, messages_per_chat: int = 1) 
     """`count` chats with their contacts and messages, inserted in a few statements (fast at 1,000s)."""
     now = timezone.now()
     contacts = Contact.objects.bulk_create(
-        Contact(organization=organization, name=f"Bulk {index}", phone=f"+551190{index:07d}") for index in range(count)
+        Contact(organization=organization, name=f"Bulk {index}", phone=f"+551198{index:06d}1") for index in range(count)
     )
     chats = Chat.objects.bulk_create(
         Chat(

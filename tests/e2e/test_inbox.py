@@ -7,7 +7,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from crm.models import WhatsAppNumber
+from crm.models import QuickReply, WhatsAppNumber
 from crm.services import number_provision
 from messaging.models import Message
 from providers.fakes.evolution import FakeEvolutionServer
@@ -103,3 +103,86 @@ def test_agent_sees_webhooks_live_replies_and_catches_up_after_a_cut(live_app, p
     expect(page.locator("[data-testid=connection]")).to_be_hidden()
     assert page.evaluate("window.__sameDocument") is True
     screenshot(page, "chat")
+
+
+PNG_1PX = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2273ad30000000049454e44ae426082"
+)
+
+
+def test_composer_quick_replies_attachments_history_and_failures(live_app, page):
+    from tests.crm.inbox_fixtures import bulk_chats, chat_with_message
+
+    agent = MembershipFactory(organization__name="Acme Dental", user__username="bruno")
+    organization = agent.organization
+    number = WhatsAppNumberFactory(organization=organization, name="Reception", state="connected")
+    [chat] = bulk_chats(organization=organization, number=number, count=1, messages_per_chat=120)
+    unreachable = chat_with_message(
+        organization=organization,
+        number=number,
+        text="Hello?",
+        contact__name="Nobody Home",
+        contact__phone="+15550000000",
+    )
+    QuickReply.objects.create(organization=organization, shortcut="hours", text="We open 9:00 to 18:00.")
+    login(page, live_app, agent.user.username)
+
+    # Older history loads as the agent scrolls up, until the first message.
+    page.goto(f"{live_app.url}/inbox/chats/{chat.pk}/")
+    history = page.locator("#history")
+    expect(history).to_contain_text("Bulk message 0-0")
+    for _ in range(10):
+        if page.locator("text=Bulk message 0-119").count():
+            break
+        history.evaluate("node => { node.scrollTop = 0; node.dispatchEvent(new Event('scroll')); }")
+        page.wait_for_timeout(200)
+    expect(history).to_contain_text("Bulk message 0-119")
+    assert page.locator(".message").count() == 120
+
+    # "/" offers quick replies; Enter inserts one, Shift+Enter adds a line, Enter sends.
+    text = page.locator("#composer-text")
+    text.click()
+    text.type("/ho")
+    expect(page.locator("#quick-menu")).to_contain_text("/hours")
+    text.press("Enter")
+    expect(text).to_have_value("We open 9:00 to 18:00.")
+    text.press("Shift+Enter")
+    text.type("See you!")
+    expect(text).to_have_value("We open 9:00 to 18:00.\nSee you!")
+    text.press("Enter")
+    sent = page.locator(".message.out", has_text="See you!")
+    expect(sent.locator("[data-testid=mark]")).to_have_attribute("data-status", "sent")
+
+    # An image with a caption, shown from our storage; a file WhatsApp refuses is a clear error.
+    page.set_input_files("#composer-file", files=[{"name": "smile.png", "mimeType": "image/png", "buffer": PNG_1PX}])
+    expect(page.locator("#composer-attachment")).to_contain_text("smile.png")
+    text.fill("Our logo")
+    text.press("Enter")
+    image = page.locator(".message.out", has_text="Our logo").locator("img")
+    expect(image).to_have_count(1)
+    assert page.evaluate("src => fetch(src).then(r => r.status)", image.get_attribute("src")) == 200
+    page.set_input_files("#composer-file", files=[{"name": "run.exe", "mimeType": "image/png", "buffer": b"MZ"}])
+    page.click("[data-testid=send]")
+    expect(page.locator("[data-testid=composer-error]")).to_contain_text("does not take this kind of file")
+    screenshot(page, "chat-composer")
+
+    # A private note stays on the page and is never sent.
+    page.fill("#note-form textarea", "Prefers morning appointments")
+    page.click("#note-form button[type=submit]")
+    expect(page.locator("#notes")).to_contain_text("Prefers morning appointments")
+    assert not Message.objects.filter(text__contains="Prefers morning").exists()
+
+    # A send the provider refuses shows its reason and a retry button.
+    page.goto(f"{live_app.url}/inbox/chats/{unreachable.pk}/")
+    page.fill("#composer-text", "Are you there?")
+    page.press("#composer-text", "Enter")
+    failed = page.locator(".message.out", has_text="Are you there?")
+    expect(failed.locator("[data-testid=mark]")).to_have_attribute("data-status", "failed")
+    expect(failed).to_contain_text("not on WhatsApp")
+    expect(failed.locator("button", has_text="Retry")).to_be_visible()
+
+    # Resolving takes the chat out of the open list.
+    page.click("[data-testid=resolve]")
+    expect(page.locator("[data-testid=chat-status]")).to_have_text("Resolved")
+    expect(page.locator("#chat-list")).not_to_contain_text("Nobody Home")
