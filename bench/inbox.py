@@ -240,19 +240,22 @@ def _summary(samples: list[float]) -> dict:
     return {"p50_ms": round(percentile(samples, 0.50), 2), "p95_ms": round(percentile(samples, 0.95), 2)}
 
 
-def _timed(call, *, samples: int, warm_up: int) -> list[float]:
+def _timed(calls: dict, *, samples: int, warm_up: int) -> dict[str, list[float]]:
+    """Time each call `samples` times, round-robin: on a shared machine every measure sees the same load."""
     for _ in range(warm_up):
-        call()
-    timings = []
+        for call in calls.values():
+            call()
+    timings = {name: [] for name in calls}
     for _ in range(samples):
-        before = time.perf_counter()
-        call()
-        timings.append((time.perf_counter() - before) * 1000)
+        for name, call in calls.items():
+            before = time.perf_counter()
+            call()
+            timings[name].append((time.perf_counter() - before) * 1000)
     return timings
 
 
-def page_time(client, url: str, raw: psycopg.Connection, *, samples: int, warm_up: int) -> dict:
-    """Time GET `url` in process, and the SELECTs it runs replayed raw through psycopg."""
+def page_probe(client, url: str, raw: psycopg.Connection) -> dict:
+    """Return a GET of `url` in process, and a replay through psycopg of the SELECTs it runs."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -267,22 +270,12 @@ def page_time(client, url: str, raw: psycopg.Connection, *, samples: int, warm_u
     # Read now: every request (the next get()) clears the connection's query log.
     queries = [query["sql"] for query in captured.captured_queries]
     selects = [sql for sql in queries if sql.lstrip().upper().startswith("SELECT")]
-    page = _summary(_timed(get, samples=samples, warm_up=warm_up))
 
     def replay():
         for sql in selects:
             raw.execute(sql).fetchall()
 
-    sql = _summary(_timed(replay, samples=samples, warm_up=warm_up))
-    return {
-        **page,
-        "queries": len(queries),
-        "selects_replayed": len(selects),
-        "sql_p50_ms": sql["p50_ms"],
-        "sql_p95_ms": sql["p95_ms"],
-        "ratio_p50": round(page["p50_ms"] / sql["p50_ms"], 1) if sql["p50_ms"] else None,
-        "_selects": selects,
-    }
+    return {"get": get, "replay": replay, "queries": len(queries), "selects": selects}
 
 
 KEYSET_INBOX_SQL = """
@@ -300,27 +293,12 @@ ORDER BY timestamp DESC, id DESC LIMIT %s
 
 def keyset_sql_time(raw: psycopg.Connection, dataset: dict, depth: int, *, samples: int, warm_up: int) -> dict:
     """The bare keyset queries, written by hand: what the pages cost at the least."""
-    results = {
-        "inbox": _summary(
-            _timed(
-                lambda: raw.execute(KEYSET_INBOX_SQL, [dataset["organization"], PAGE_SIZE + 1]).fetchall(),
-                samples=samples,
-                warm_up=warm_up,
-            )
-        )
-    }
+    calls = {"inbox": lambda: raw.execute(KEYSET_INBOX_SQL, [dataset["organization"], PAGE_SIZE + 1]).fetchall()}
     for name in ("depth_0", f"depth_{depth}"):
-        moment, pk = dataset["cursors"][name]
-        results[f"history_{name}"] = _summary(
-            _timed(
-                lambda moment=moment, pk=pk: raw.execute(
-                    KEYSET_HISTORY_SQL, [dataset["deep_chat"], moment, pk, PAGE_SIZE + 1]
-                ).fetchall(),
-                samples=samples,
-                warm_up=warm_up,
-            )
-        )
-    return results
+        params = [dataset["deep_chat"], *dataset["cursors"][name], PAGE_SIZE + 1]
+        calls[f"history_{name}"] = lambda params=params: raw.execute(KEYSET_HISTORY_SQL, params).fetchall()
+    timings = _timed(calls, samples=samples, warm_up=warm_up)
+    return {name: _summary(samples) for name, samples in timings.items()}
 
 
 def pages_time(dataset: dict, depth: int, raw: psycopg.Connection, *, samples: int, warm_up: int) -> dict | None:
@@ -343,7 +321,24 @@ def pages_time(dataset: dict, depth: int, raw: psycopg.Connection, *, samples: i
         urls[f"history_{name}"] = f"{history}?before={cursor_of(*dataset['cursors'][name])}"
     client = Client(HTTP_HOST="127.0.0.1")  # an ALLOWED_HOSTS name; no request leaves the process
     client.force_login(get_user_model().objects.get(username="bench-agent"))
-    return {name: page_time(client, url, raw, samples=samples, warm_up=warm_up) for name, url in urls.items()}
+    probes = {name: page_probe(client, url, raw) for name, url in urls.items()}
+    calls = {}
+    for name, probe in probes.items():
+        calls[name], calls[f"{name} sql"] = probe["get"], probe["replay"]
+    timings = _timed(calls, samples=samples, warm_up=warm_up)
+    pages = {}
+    for name, probe in probes.items():
+        page, sql = _summary(timings[name]), _summary(timings[f"{name} sql"])
+        pages[name] = {
+            **page,
+            "queries": probe["queries"],
+            "selects_replayed": len(probe["selects"]),
+            "sql_p50_ms": sql["p50_ms"],
+            "sql_p95_ms": sql["p95_ms"],
+            "ratio_p50": round(page["p50_ms"] / sql["p50_ms"], 1) if sql["p50_ms"] else None,
+            "_selects": probe["selects"],
+        }
+    return pages
 
 
 def plans_print(raw: psycopg.Connection, pages: dict | None, dataset: dict, depth: int) -> None:
@@ -418,6 +413,8 @@ def main() -> None:
         "keyset_sql": keyset,
         "keyset_depth_ratio_p95": round(keyset[deep_name]["p95_ms"] / keyset[shallow_name]["p95_ms"], 2),
         "targets": {"page_p95_ms": PAGE_P95_TARGET_MS, "depth_ratio": DEPTH_RATIO_TARGET},
+        # The machine is shared: the 1-minute load average at the end says how calm the run was.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     if pages is not None:
         result["pages"] = {
