@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from crm.phones import E164_PATTERN, IdentityKind
 from providers.registry import ProviderName
@@ -69,8 +70,8 @@ class Membership(models.Model):
     """A user's place in an organization; a user may belong to several."""
 
     class Role(models.TextChoices):
-        ADMIN = "admin", "Admin"
-        AGENT = "agent", "Agent"
+        ADMIN = "admin", _("Admin")
+        AGENT = "agent", _("Agent")
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
@@ -125,13 +126,13 @@ class WhatsAppNumber(models.Model):
     """One WhatsApp account of an organization, connected through one provider."""
 
     class State(models.TextChoices):
-        NOT_PROVISIONED = "not_provisioned", "Not provisioned"
-        CONNECTING = "connecting", "Connecting"
-        WAITING_FOR_QR_SCAN = "waiting_for_qr_scan", "Waiting for QR scan"
-        CONNECTED = "connected", "Connected"
-        DISCONNECTED = "disconnected", "Disconnected"
-        LOGGED_OUT = "logged_out", "Logged out"
-        BANNED = "banned", "Banned"
+        NOT_PROVISIONED = "not_provisioned", _("Not provisioned")
+        CONNECTING = "connecting", _("Connecting")
+        WAITING_FOR_QR_SCAN = "waiting_for_qr_scan", _("Waiting for QR scan")
+        CONNECTED = "connected", _("Connected")
+        DISCONNECTED = "disconnected", _("Disconnected")
+        LOGGED_OUT = "logged_out", _("Logged out")
+        BANNED = "banned", _("Banned")
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="numbers")
     name = models.CharField(max_length=120, help_text="What agents see, such as 'Sales'.")
@@ -228,9 +229,9 @@ class Chat(models.Model):
     """The conversation between one of our numbers and one contact."""
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        PENDING = "pending", "Pending"
-        RESOLVED = "resolved", "Resolved"
+        OPEN = "open", _("Open")
+        PENDING = "pending", _("Pending")
+        RESOLVED = "resolved", _("Resolved")
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="chats")
     number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="chats")

@@ -2,6 +2,7 @@
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from crm.models import Contact, ContactIdentity
 from crm.phones import IdentityKind, phone_normalize
@@ -21,10 +22,12 @@ def labels_parse(raw: str) -> list[str]:
         if label and label not in labels:
             labels.append(label)
     if len(labels) > MAX_LABELS:
-        raise ValidationError(f"Use at most {MAX_LABELS} labels.", code="too_many_labels")
+        raise ValidationError(_("Use at most %(limit)s labels.") % {"limit": MAX_LABELS}, code="too_many_labels")
     too_long = [label for label in labels if len(label) > MAX_LABEL_CHARS]
     if too_long:
-        raise ValidationError(f"A label has at most {MAX_LABEL_CHARS} characters.", code="label_too_long")
+        raise ValidationError(
+            _("A label has at most %(limit)s characters.") % {"limit": MAX_LABEL_CHARS}, code="label_too_long"
+        )
     return labels
 
 
@@ -41,8 +44,8 @@ def contact_update(*, contact: Contact, name: str, phone: str, labels: list[str]
     if phone:
         try:
             phone = phone_normalize(phone)
-        except ValidationError as error:
-            errors["phone"] = error.messages[0]
+        except ValidationError:
+            errors["phone"] = _("Enter a phone number in international format, such as +5511912345678.")
     if "phone" not in errors and phone and phone != contact.phone:
         owner = (
             ContactIdentity.objects.filter(
@@ -52,7 +55,7 @@ def contact_update(*, contact: Contact, name: str, phone: str, labels: list[str]
             .exists()
         )
         if owner:
-            errors["phone"] = "Another contact already has this phone number."
+            errors["phone"] = _("Another contact already has this phone number.")
     if errors:
         raise ValidationError(errors)
     contact = Contact.objects.select_for_update().get(pk=contact.pk)

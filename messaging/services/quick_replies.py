@@ -3,6 +3,7 @@
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 
 from crm.models import Organization, QuickReply
 
@@ -20,11 +21,13 @@ def quick_reply_create(*, organization: Organization, shortcut: str, text: str) 
         if len(shortcut) > MAX_SHORTCUT_CHARS:
             raise ValidationError("too long")
     except ValidationError:
-        errors["shortcut"] = f"Use 1 to {MAX_SHORTCUT_CHARS} letters, digits, hyphens or underscores."
+        errors["shortcut"] = _("Use 1 to %(limit)s letters, digits, hyphens or underscores.") % {
+            "limit": MAX_SHORTCUT_CHARS
+        }
     if not text:
-        errors["text"] = "Write the reply's text."
+        errors["text"] = _("Write the reply's text.")
     elif len(text) > MAX_TEXT_CHARS:
-        errors["text"] = f"A quick reply has at most {MAX_TEXT_CHARS} characters."
+        errors["text"] = _("A quick reply has at most %(limit)s characters.") % {"limit": MAX_TEXT_CHARS}
     if errors:
         raise ValidationError(errors)
     try:
@@ -32,7 +35,7 @@ def quick_reply_create(*, organization: Organization, shortcut: str, text: str) 
             return QuickReply.objects.create(organization=organization, shortcut=shortcut, text=text)
     except IntegrityError as error:
         # The unique constraint decides, also when two agents add the same shortcut at once.
-        raise ValidationError({"shortcut": f"/{shortcut} already exists."}) from error
+        raise ValidationError({"shortcut": _("/%(shortcut)s already exists.") % {"shortcut": shortcut}}) from error
 
 
 def quick_reply_delete(*, quick_reply: QuickReply) -> None:
