@@ -14,7 +14,17 @@ from django.utils import timezone
 
 from config.admin_site import SuperuserOnlyAdminMixin
 from crm.admin_mixins import BigTableAdminMixin, OrganizationListFilter, OrganizationWalledMixin
-from crm.models import Chat, Contact, ContactIdentity, Membership, Organization, Plan, ProviderServer, WhatsAppNumber
+from crm.models import (
+    Chat,
+    Contact,
+    ContactIdentity,
+    Membership,
+    Organization,
+    Plan,
+    ProviderServer,
+    QuickReply,
+    WhatsAppNumber,
+)
 from crm.services import provider_servers_drain
 
 
@@ -175,6 +185,16 @@ class ContactAdmin(BigTableAdminMixin, OrganizationWalledMixin, admin.ModelAdmin
     readonly_fields = ["created_at"]
     ordering = ["-id"]
     inlines = [ContactIdentityInline]
+
+
+@admin.register(QuickReply)
+class QuickReplyAdmin(OrganizationWalledMixin, admin.ModelAdmin):
+    list_display = ["__str__", "organization", "created_at"]
+    list_filter = [("organization", OrganizationListFilter)]
+    search_fields = ["shortcut", "text"]
+    list_select_related = ["organization"]
+    autocomplete_fields = ["organization"]
+    readonly_fields = ["created_at"]
 
 
 @admin.register(ContactIdentity)

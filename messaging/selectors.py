@@ -140,16 +140,19 @@ def inbox_chats(*, membership: Membership, filters: ChatFilters) -> QuerySet[Cha
     if filters.search:
         term = filters.search
         text_matches = Message.objects.filter(chat_id=OuterRef("pk"), text__icontains=term)
-        chats = chats.filter(
-            Q(contact__name__icontains=term) | Q(contact__phone__contains=term.replace(" ", "")) | Exists(text_matches)
-        )
+        matches = Q(contact__name__icontains=term) | Exists(text_matches)
+        # Phones are stored as +<digits>: "(11) 98765-4321" finds +5511987654321.
+        digits = "".join(character for character in term if character.isdigit())
+        if digits:
+            matches |= Q(contact__phone__contains=digits)
+        chats = chats.filter(matches)
     # Descending last_message_at puts chats without a message first, as the index stores them.
     return chats.select_related("contact", "number", "assignee__user").order_by("-last_message_at", "-id")
 
 
 def inbox_chat_page(
     *, membership: Membership, filters: ChatFilters, after: str | None = None
-) -> tuple[list, str | None]:
+) -> tuple[list[Chat], str | None]:
     """Return one page of the inbox list after the cursor `after`, and the next page's cursor.
 
     Raise CursorError for a cursor we did not hand out.

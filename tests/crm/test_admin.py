@@ -9,7 +9,17 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
-from crm.models import Chat, Contact, ContactIdentity, Membership, Organization, Plan, ProviderServer, WhatsAppNumber
+from crm.models import (
+    Chat,
+    Contact,
+    ContactIdentity,
+    Membership,
+    Organization,
+    Plan,
+    ProviderServer,
+    QuickReply,
+    WhatsAppNumber,
+)
 from messaging.demo import DEMO_ADMIN_USERNAME, DEMO_AGENT_USERNAME, demo_workspace_ensure
 from tests.factories import (
     ChatFactory,
@@ -42,6 +52,9 @@ ROW_MAKERS = {
     SolarSchedule: lambda: SolarSchedule.objects.create(event="sunrise", latitude="-23.55", longitude="-46.63"),
     ClockedSchedule: lambda: ClockedSchedule.objects.create(clocked_time=timezone.now()),
     PeriodicTask: lambda: PeriodicTask.objects.create(name="Nightly", task="noop", interval=_interval_create()),
+    QuickReply: lambda: QuickReply.objects.create(
+        organization=Organization.objects.first(), shortcut="hours", text="We open at 9."
+    ),
 }
 
 
@@ -152,7 +165,16 @@ def test_org_admin_is_refused_global_tables(org_admin_client, model, page):
 def test_org_admin_index_shows_only_their_tables(org_admin_client):
     response = org_admin_client.get(reverse("admin:index"))
     listed = {entry["object_name"] for app in response.context["app_list"] for entry in app["models"]}
-    assert listed == {"Organization", "Membership", "WhatsAppNumber", "Contact", "ContactIdentity", "Chat", "Message"}
+    assert listed == {
+        "Organization",
+        "Membership",
+        "WhatsAppNumber",
+        "Contact",
+        "ContactIdentity",
+        "Chat",
+        "Message",
+        "QuickReply",
+    }
 
 
 def test_org_admin_cannot_add_or_delete_an_organization(org_admin_client, org_admin):

@@ -160,6 +160,13 @@ def test_search_by_name_phone_and_message_text(agent_client, workspace, term, fo
         assert "No chats match your search." in page
 
 
+def test_search_by_phone_ignores_how_it_is_spelled(agent_client, workspace):
+    contact = workspace.chat.contact
+    contact.phone = "+5511987654321"
+    contact.save(update_fields=["phone"])
+    assert "Maria Souza" in _page(agent_client.get(reverse("crm:inbox"), {"q": "(11) 98765-4321"}))
+
+
 def test_search_finds_older_message_text_not_only_the_preview(agent_client, workspace):
     MessageFactory(chat=workspace.chat, text="the invoice number is 4471", timestamp=timezone.now() - timedelta(days=3))
     assert "Maria Souza" in _page(agent_client.get(reverse("crm:inbox"), {"q": "invoice number"}))

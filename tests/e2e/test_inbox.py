@@ -79,6 +79,8 @@ def test_agent_sees_webhooks_live_replies_and_catches_up_after_a_cut(live_app, p
     link = history.locator("a[href='https://example.com/agenda']")
     expect(link).to_have_attribute("rel", "noopener noreferrer nofollow")
     expect(page.locator(".chat-row.current .preview")).to_contain_text("Pode ser sexta?")
+    # It arrived in the open chat: the page marks it read, and the list's badge goes.
+    expect(page.locator(".chat-row.current [data-testid=unread]")).to_have_count(0)
     assert page.evaluate("window.__sameDocument") is True
 
     # The agent replies with Enter; the fake provider's delivered and read statuses turn the mark.
