@@ -12,7 +12,7 @@ from crm.services import number_provision
 from messaging.models import Message
 from providers.fakes.evolution import FakeEvolutionServer
 from tests.e2e.conftest import login, screenshot
-from tests.factories import MembershipFactory, ProviderServerFactory, WhatsAppNumberFactory
+from tests.factories import ContactIdentityFactory, MembershipFactory, ProviderServerFactory, WhatsAppNumberFactory
 
 API_KEY = "e2e-evolution-key"
 SENDER = "5511912345678"
@@ -188,3 +188,44 @@ def test_composer_quick_replies_attachments_history_and_failures(live_app, page)
     page.click("[data-testid=resolve]")
     expect(page.locator("[data-testid=chat-status]")).to_have_text("Resolved")
     expect(page.locator("#chat-list")).not_to_contain_text("Nobody Home")
+
+
+def test_assignment_status_and_order_change_live(live_app, page):
+    import requests
+
+    from messaging.services.chats import chat_assign, chat_status_set
+    from tests.crm.inbox_fixtures import chat_with_message
+
+    agent = MembershipFactory(organization__name="Acme Dental", user__username="carla")
+    colleague = MembershipFactory(organization=agent.organization, user__username="diego")
+    number = WhatsAppNumberFactory(organization=agent.organization, name="Reception", state="connected")
+    older = chat_with_message(organization=agent.organization, number=number, minutes_ago=30, contact__name="Olga")
+    newer = chat_with_message(organization=agent.organization, number=number, minutes_ago=5, contact__name="Nina")
+    ContactIdentityFactory(contact=older.contact)  # how ingest knows the sender is Olga
+    login(page, live_app, agent.user.username)
+    page.goto(f"{live_app.url}/inbox/chats/{older.pk}/")
+    expect(page.locator("#inbox")).to_have_attribute("data-live", "true")
+    rows = page.locator("#chat-list .chat-row .name")
+    expect(rows).to_have_text(["Nina", "Olga"])
+    page.evaluate("window.__sameDocument = true")
+
+    # A colleague takes the open chat: its assignee and its row change in place.
+    chat_assign(chat=older, assignee=colleague)
+    expect(page.locator("[data-testid=assignee]")).to_have_value(str(colleague.pk))
+    expect(page.locator(f"#chat-row-{older.pk} .row-meta")).to_contain_text("diego")
+
+    # A new message moves its chat to the top of the list.
+    response = requests.post(
+        f"{live_app.url}/webhooks/fake/{number.instance_name}/",
+        json={"event": "message", "id": "wamid.e2e-1", "from": older.contact.phone, "text": "Still there?"},
+        headers={"Authorization": f"Bearer {number.webhook_secret}"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    expect(rows).to_have_text(["Olga", "Nina"])
+    expect(page.locator("#history")).to_contain_text("Still there?")
+
+    # Another agent resolves the other chat: it leaves the open list.
+    chat_status_set(chat=newer, status="resolved")
+    expect(rows).to_have_text(["Olga"])
+    assert page.evaluate("window.__sameDocument") is True
