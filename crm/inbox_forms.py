@@ -44,6 +44,10 @@ UPLOAD_TYPES = frozenset(
 )
 
 
+# Whose chats the list shows (ChatFilters.view), with their tab labels.
+VIEW_CHOICES = [("all", _("All")), ("mine", _("Mine")), ("unassigned", _("Unassigned"))]
+
+
 def idempotency_key_new() -> str:
     """A fresh key for one rendering of the composer: submitting that form twice sends once."""
     return uuid.uuid4().hex
@@ -90,9 +94,7 @@ class ChatFiltersForm(forms.Form):
     """The inbox list's query string; anything unknown is a 400, not a silently different list."""
 
     status = forms.ChoiceField(choices=Chat.Status.choices, required=False)
-    view = forms.ChoiceField(
-        choices=[("all", _("All")), ("mine", _("Mine")), ("unassigned", _("Unassigned"))], required=False
-    )
+    view = forms.ChoiceField(choices=VIEW_CHOICES, required=False)
     number = forms.IntegerField(required=False, min_value=1)
     q = forms.CharField(required=False, max_length=MAX_SEARCH_CHARS)
     after = forms.CharField(required=False, max_length=64)

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from crm import selectors as crm_selectors
 from crm.inbox_forms import (
+    VIEW_CHOICES,
     ChatFiltersForm,
     ContactForm,
     MessageComposeForm,
@@ -128,7 +129,7 @@ def _list_context(request: HttpRequest, membership: Membership, filters: ChatFil
         "filters": filters,
         "filter_query": query.urlencode(),
         "status_tabs": _tabs(query, "status", Chat.Status.choices),
-        "view_tabs": _tabs(query, "view", [("all", _("All")), ("mine", _("Mine")), ("unassigned", _("Unassigned"))]),
+        "view_tabs": _tabs(query, "view", VIEW_CHOICES),
     }
 
 
@@ -186,7 +187,6 @@ def _inbox_render(request, membership, *, chat=None, compose_form=None, contact_
                 "compose_form": compose_form or MessageComposeForm(initial={"idempotency_key": idempotency_key_new()}),
                 "contact_form": contact_form or _contact_form_initial(chat.contact),
                 "note_form": NoteForm(),
-                "chat_statuses": Chat.Status.choices,
             }
         )
     return render(request, "crm/inbox/inbox.html", context, status=status)

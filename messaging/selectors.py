@@ -91,7 +91,6 @@ def messages_per_minute(*, minutes: int = 1) -> dict:
 # chat_inbox* indexes (status, last_message_at DESC, id DESC), histories on message_chat_history.
 CHAT_PAGE_SIZE = 50
 MESSAGE_PAGE_SIZE = 50
-CHAT_VIEWS = ("all", "mine", "unassigned")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
