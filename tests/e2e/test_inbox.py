@@ -229,3 +229,20 @@ def test_assignment_status_and_order_change_live(live_app, page):
     chat_status_set(chat=newer, status="resolved")
     expect(rows).to_have_text(["Olga"])
     assert page.evaluate("window.__sameDocument") is True
+
+
+def test_the_language_switch_turns_the_inbox_into_brazilian_portuguese(live_app, page):
+    from tests.crm.inbox_fixtures import chat_with_message, outbound
+
+    agent = MembershipFactory(organization__name="Clínica Sorriso", user__username="joana")
+    chat = chat_with_message(organization=agent.organization, text="Bom dia! Tem horário?", contact__name="Paulo")
+    outbound(chat, text="Temos às 14h, pode ser?", status="delivered")
+    login(page, live_app, agent.user.username)
+    page.goto(f"{live_app.url}/inbox/chats/{chat.pk}/")
+    page.select_option("[data-testid=language] select", "pt-br")
+    expect(page.locator("[data-testid=send]")).to_have_text("Enviar")
+    expect(page.locator("[data-testid=nav-inbox]")).to_have_text("Caixa de entrada")
+    expect(page.locator("[data-testid=chat-status]")).to_have_text("Aberta")
+    page.reload()
+    expect(page.locator("[data-testid=resolve]")).to_have_text("Resolver")  # the choice is kept
+    screenshot(page, "chat-pt-br")
