@@ -7,6 +7,7 @@ from these templates. Everything is scoped to the member's current organization:
 organization's ids answer 404, never 403, so nobody can probe for them.
 """
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -171,6 +172,7 @@ def _inbox_render(request, membership, *, chat=None, compose_form=None, contact_
             "event_cursor": organization.event_sequence,
             "chat": chat,
             "inbox_strings": _inbox_strings(),
+            "ping_seconds": settings.WEBSOCKET_PING_SECONDS,
         }
     )
     if chat is not None:

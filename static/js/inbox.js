@@ -516,6 +516,10 @@
   let socket = null;
   let attempt = 0;
   let reconnectTimer = null;
+  let lastFrameAt = Date.now();
+  // The server pings every WEBSOCKET_PING_SECONDS: a socket silent for two of them and a bit is
+  // dead even if the browser has not noticed (a sleeping laptop, a proxy dropping it quietly).
+  const silentLimitMs = (Number(root.dataset.pingSeconds) || 25) * 2500;
 
   function reconnectingShow(isReconnecting) {
     banner.hidden = !isReconnecting;
@@ -527,7 +531,9 @@
     const scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     const current = new WebSocket(scheme + window.location.host + "/ws/inbox/");
     socket = current;
+    lastFrameAt = Date.now();
     current.addEventListener("message", (message) => {
+      lastFrameAt = Date.now();
       let frame;
       try {
         frame = JSON.parse(message.data);
@@ -559,12 +565,22 @@
     });
   }
 
-  window.addEventListener("online", () => {
+  function reconnectNow() {
     if (socket && socket.readyState === WebSocket.CLOSED) {
       attempt = 0;
       connect();
     }
+  }
+
+  window.addEventListener("online", reconnectNow);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") reconnectNow();
   });
+  setInterval(() => {
+    if (socket && socket.readyState === WebSocket.OPEN && Date.now() - lastFrameAt > silentLimitMs) {
+      socket.close(); // its close handler reconnects and catches up
+    }
+  }, 5000);
 
   connect();
   // For people debugging in the console (and the browser tests): the live socket.
