@@ -102,6 +102,15 @@ def test_list_shows_contact_preview_time_and_number(agent_client, workspace):
     assert timezone.localtime(workspace.chat.last_message_at).strftime("%H:%M") in page
 
 
+def test_contact_labels_show_in_the_list(agent_client, workspace):
+    contact = workspace.chat.contact
+    contact.labels = ["vip", "<b>lead</b>"]
+    contact.save(update_fields=["labels"])
+    page = _page(agent_client.get(reverse("crm:inbox")))
+    assert '<span class="label">vip</span>' in page
+    assert '<span class="label">&lt;b&gt;lead&lt;/b&gt;</span>' in page
+
+
 @pytest.mark.parametrize(("count", "badge"), [(0, None), (7, ">7<"), (99, ">99<"), (100, ">99+<"), (5000, ">99+<")])
 def test_unread_badge_is_capped(agent_client, workspace, count, badge):
     Chat.objects.filter(pk=workspace.chat.pk).update(unread_count=count)
