@@ -12,12 +12,10 @@
   if (!root) return;
 
   const strings = JSON.parse(document.getElementById("inbox-strings").textContent);
-  const quickRepliesNode = document.getElementById("quick-replies");
-  const quickReplies = (quickRepliesNode && JSON.parse(quickRepliesNode.textContent)) || [];
-  const openChat = root.dataset.chat ? Number(root.dataset.chat) : null;
+  let openChat = root.dataset.chat ? Number(root.dataset.chat) : null;
   const filterQuery = root.dataset.filterQuery || "";
   const list = document.getElementById("chat-list");
-  const history = document.getElementById("history");
+  let history = document.getElementById("history");
   const banner = document.getElementById("connection");
   const FETCH_HEADERS = { "X-Requested-With": "fetch" };
 
@@ -138,9 +136,9 @@
     observeMore();
   }
 
-  for (const select of document.querySelectorAll("select[data-autosubmit]")) {
-    select.addEventListener("change", () => select.form.submit());
-  }
+  document.addEventListener("change", (event) => {
+    if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
+  });
 
   // --- conversation ---------------------------------------------------------------------------------
   function nearBottom() {
@@ -162,7 +160,8 @@
   function messagePut(html) {
     const fragment = fragmentOf(html);
     const message = fragment.querySelector(".message");
-    if (!message) return;
+    // A row fetched for the chat open a moment ago must not land in the one open now.
+    if (!message || !history || Number(message.dataset.chat) !== openChat) return;
     const existing = document.getElementById(message.id);
     if (existing) {
       existing.replaceWith(message);
@@ -225,12 +224,22 @@
       const current = document.querySelector(selector);
       if (fresh && current) current.replaceWith(fresh);
     }
-    for (const select of document.querySelectorAll(".side-pane select[data-autosubmit]")) {
-      select.addEventListener("change", () => select.form.submit());
-    }
   }
 
-  if (history) {
+  document.addEventListener("visibilitychange", () => {
+    const row = document.getElementById("chat-row-" + openChat);
+    if (row && row.classList.contains("unread")) readSoon();
+  });
+
+  // Everything bound to one open conversation; run again when another chat is opened in place.
+  function conversationInit() {
+    history = document.getElementById("history");
+    if (history) historyInit();
+    composerInit();
+    notesInit();
+  }
+
+  function historyInit() {
     toBottom();
     history.addEventListener("scroll", () => {
       if (history.scrollTop < 150) olderLoad();
@@ -243,15 +252,14 @@
       const result = await postForm(form);
       if (result.ok && result.data && result.data.html) messagePut(result.data.html);
     });
-    document.addEventListener("visibilitychange", () => {
-      const row = document.getElementById("chat-row-" + openChat);
-      if (row && row.classList.contains("unread")) readSoon();
-    });
   }
 
   // --- composer ---------------------------------------------------------------------------------------
-  const composer = document.getElementById("composer");
-  if (composer) {
+  function composerInit() {
+    const composer = document.getElementById("composer");
+    if (!composer) return;
+    const quickRepliesNode = document.getElementById("quick-replies");
+    const quickReplies = (quickRepliesNode && JSON.parse(quickRepliesNode.textContent)) || [];
     const text = document.getElementById("composer-text");
     const file = document.getElementById("composer-file");
     const send = document.getElementById("composer-send");
@@ -407,8 +415,9 @@
   }
 
   // --- private notes ----------------------------------------------------------------------------------
-  const noteForm = document.getElementById("note-form");
-  if (noteForm) {
+  function notesInit() {
+    const noteForm = document.getElementById("note-form");
+    if (!noteForm) return;
     noteForm.addEventListener("submit", async (event) => {
       event.preventDefault();
       const errorLine = noteForm.querySelector("[data-role=error]");
@@ -422,6 +431,62 @@
       }
     });
   }
+
+  // --- opening another chat in place ------------------------------------------------------------------
+  // The chat page is fetched and its conversation and side pane put in place of the current ones:
+  // the socket stays open (no reconnect, no catch-up), which is what makes switching feel instant.
+  async function chatOpen(url, { push }) {
+    let html;
+    try {
+      html = await getHtml(url);
+    } catch (error) {
+      html = null;
+    }
+    if (!html) {
+      window.location.href = url;
+      return;
+    }
+    const page = new DOMParser().parseFromString(html, "text/html");
+    const freshRoot = page.getElementById("inbox");
+    const freshConversation = page.querySelector(".conversation");
+    if (!freshRoot || !freshConversation || !freshRoot.dataset.chat) {
+      window.location.href = url;
+      return;
+    }
+    document.querySelector(".conversation").replaceWith(freshConversation);
+    const freshSide = page.querySelector(".side-pane");
+    const side = document.querySelector(".side-pane");
+    if (side) side.remove();
+    if (freshSide) root.appendChild(freshSide);
+    root.classList.add("has-chat");
+    openChat = Number(freshRoot.dataset.chat);
+    root.dataset.chat = freshRoot.dataset.chat;
+    root.dataset.readUrl = freshRoot.dataset.readUrl;
+    root.dataset.olderUrl = freshRoot.dataset.olderUrl;
+    document.title = page.title;
+    for (const row of list.querySelectorAll(".chat-row.current")) row.classList.remove("current");
+    const row = document.getElementById("chat-row-" + openChat);
+    if (row) row.classList.add("current");
+    if (push) window.history.pushState({ chat: openChat }, "", url);
+    conversationInit();
+    const text = document.getElementById("composer-text");
+    if (text && !text.disabled) text.focus();
+  }
+
+  if (list) {
+    list.addEventListener("click", (event) => {
+      const link = event.target.closest(".chat-row a");
+      if (!link || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+      event.preventDefault();
+      chatOpen(link.href, { push: true });
+    });
+  }
+  window.addEventListener("popstate", () => {
+    if (/\/inbox\/chats\/\d+\/$/.test(window.location.pathname)) chatOpen(window.location.href, { push: false });
+    else window.location.reload();
+  });
+
+  conversationInit();
 
   // --- live events ------------------------------------------------------------------------------------
   // `cursor` is the last event applied with none missing below it; events seen above a gap wait in

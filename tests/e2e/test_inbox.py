@@ -2,6 +2,7 @@
 provider's statuses turn the delivery mark, and a message sent while the socket was down arrives
 after the reconnect (catch-up by cursor)."""
 
+import re
 import time
 
 import pytest
@@ -208,6 +209,15 @@ def test_assignment_status_and_order_change_live(live_app, page):
     rows = page.locator("#chat-list .chat-row .name")
     expect(rows).to_have_text(["Nina", "Olga"])
     page.evaluate("window.__sameDocument = true")
+
+    # Another chat opens in place (same page, same socket); Back returns to the first one.
+    page.click(f"#chat-row-{newer.pk} a")
+    expect(page.locator("[data-testid=chat-title]")).to_have_text("Nina")
+    expect(page).to_have_url(f"{live_app.url}/inbox/chats/{newer.pk}/")
+    expect(page.locator(f"#chat-row-{newer.pk}")).to_have_class(re.compile(r"\bcurrent\b"))
+    page.go_back()
+    expect(page.locator("[data-testid=chat-title]")).to_have_text("Olga")
+    assert page.evaluate("window.__sameDocument") is True
 
     # A colleague takes the open chat: its assignee and its row change in place.
     chat_assign(chat=older, assignee=colleague)
