@@ -471,6 +471,29 @@
     conversationInit();
     const text = document.getElementById("composer-text");
     if (text && !text.disabled) text.focus();
+    conversationCatchUp(openChat, Number(freshRoot.dataset.eventCursor) || 0);
+  }
+
+  async function conversationCatchUp(chatId, after) {
+    // Events of this chat that arrived while its page was being fetched were applied to the list
+    // but had no conversation to land in: ask for them again, for this pane only.
+    try {
+      const response = await fetch(root.dataset.eventsUrl + "?chat=" + chatId + "&after=" + after, {
+        headers: FETCH_HEADERS,
+        credentials: "same-origin",
+      });
+      if (!response.ok || chatId !== openChat) return;
+      const body = await response.json();
+      for (const event of body.events) {
+        if (event.type.startsWith("message.") && event.data && event.data.message) {
+          messagesToRefresh.add(event.data.message);
+          if (event.type === "message.created" && event.data.direction === "in") readSoon();
+        }
+      }
+      flushSoon();
+    } catch (error) {
+      // The next event of this chat refreshes what it names; a reload shows everything.
+    }
   }
 
   if (list) {

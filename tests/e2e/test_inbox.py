@@ -203,7 +203,8 @@ def test_assignment_status_and_order_change_live(live_app, page):
     number = WhatsAppNumberFactory(organization=agent.organization, name="Reception", state="connected")
     older = chat_with_message(organization=agent.organization, number=number, minutes_ago=30, contact__name="Olga")
     newer = chat_with_message(organization=agent.organization, number=number, minutes_ago=5, contact__name="Nina")
-    ContactIdentityFactory(contact=older.contact)  # how ingest knows the sender is Olga
+    ContactIdentityFactory(contact=older.contact)  # how ingest knows who writes
+    ContactIdentityFactory(contact=newer.contact)
     login(page, live_app, agent.user.username)
     page.goto(f"{live_app.url}/inbox/chats/{older.pk}/")
     expect(page.locator("#inbox")).to_have_attribute("data-live", "true")
@@ -211,9 +212,30 @@ def test_assignment_status_and_order_change_live(live_app, page):
     expect(rows).to_have_text(["Nina", "Olga"])
     page.evaluate("window.__sameDocument = true")
 
-    # Another chat opens in place (same page, same socket); Back returns to the first one.
+    # Another chat opens in place (same page, same socket); Back returns to the first one. A message
+    # that arrives after its page was rendered but before it is shown still lands in it.
+    def webhook(contact, provider_id: str, text: str):
+        response = requests.post(
+            f"{live_app.url}/webhooks/fake/{number.instance_name}/",
+            json={"event": "message", "id": provider_id, "from": contact.phone, "text": text},
+            headers={"Authorization": f"Bearer {number.webhook_secret}"},
+            timeout=10,
+        )
+        assert response.status_code == 200
+
+    def render_then_deliver_late(route):
+        rendered = route.fetch()
+        webhook(newer.contact, "wamid.e2e-late", "Arrived while opening")
+        _wait_for(lambda: Message.objects.filter(text="Arrived while opening").exists(), what="the webhook")
+        time.sleep(0.5)  # its event reaches the page, which shows the other chat still
+        route.fulfill(response=rendered)
+
+    chat_url = f"{live_app.url}/inbox/chats/{newer.pk}/"
+    page.route(chat_url, render_then_deliver_late)
     page.click(f"#chat-row-{newer.pk} a")
     expect(page.locator("[data-testid=chat-title]")).to_have_text("Nina")
+    expect(page.locator("#history")).to_contain_text("Arrived while opening")
+    page.unroute(chat_url)
     expect(page).to_have_url(f"{live_app.url}/inbox/chats/{newer.pk}/")
     expect(page.locator(f"#chat-row-{newer.pk}")).to_have_class(re.compile(r"\bcurrent\b"))
     page.go_back()
@@ -226,13 +248,7 @@ def test_assignment_status_and_order_change_live(live_app, page):
     expect(page.locator(f"#chat-row-{older.pk} .row-meta")).to_contain_text("diego")
 
     # A new message moves its chat to the top of the list.
-    response = requests.post(
-        f"{live_app.url}/webhooks/fake/{number.instance_name}/",
-        json={"event": "message", "id": "wamid.e2e-1", "from": older.contact.phone, "text": "Still there?"},
-        headers={"Authorization": f"Bearer {number.webhook_secret}"},
-        timeout=10,
-    )
-    assert response.status_code == 200
+    webhook(older.contact, "wamid.e2e-1", "Still there?")
     expect(rows).to_have_text(["Olga", "Nina"])
     expect(page.locator("#history")).to_contain_text("Still there?")
 
