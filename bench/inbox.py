@@ -241,16 +241,21 @@ def _summary(samples: list[float]) -> dict:
 
 
 def _timed(calls: dict, *, samples: int, warm_up: int) -> dict[str, list[float]]:
-    """Time each call `samples` times, round-robin: on a shared machine every measure sees the same load."""
+    """Time each call `samples` times, round-robin: on a shared machine every measure sees the same load.
+
+    Besides wall time (`<name>`), record this thread's CPU time (`<name> cpu`): the Python side of a
+    page without the time it waited for a core or for PostgreSQL.
+    """
     for _ in range(warm_up):
         for call in calls.values():
             call()
-    timings = {name: [] for name in calls}
+    timings = {key: [] for name in calls for key in (name, f"{name} cpu")}
     for _ in range(samples):
         for name, call in calls.items():
-            before = time.perf_counter()
+            before, before_cpu = time.perf_counter(), time.thread_time()
             call()
             timings[name].append((time.perf_counter() - before) * 1000)
+            timings[f"{name} cpu"].append((time.thread_time() - before_cpu) * 1000)
     return timings
 
 
@@ -298,7 +303,7 @@ def keyset_sql_time(raw: psycopg.Connection, dataset: dict, depth: int, *, sampl
         params = [dataset["deep_chat"], *dataset["cursors"][name], PAGE_SIZE + 1]
         calls[f"history_{name}"] = lambda params=params: raw.execute(KEYSET_HISTORY_SQL, params).fetchall()
     timings = _timed(calls, samples=samples, warm_up=warm_up)
-    return {name: _summary(samples) for name, samples in timings.items()}
+    return {name: _summary(timings[name]) for name in calls}
 
 
 def pages_time(dataset: dict, depth: int, raw: psycopg.Connection, *, samples: int, warm_up: int) -> dict | None:
@@ -329,8 +334,11 @@ def pages_time(dataset: dict, depth: int, raw: psycopg.Connection, *, samples: i
     pages = {}
     for name, probe in probes.items():
         page, sql = _summary(timings[name]), _summary(timings[f"{name} sql"])
+        cpu = _summary(timings[f"{name} cpu"])
         pages[name] = {
             **page,
+            "cpu_p50_ms": cpu["p50_ms"],
+            "cpu_p95_ms": cpu["p95_ms"],
             "queries": probe["queries"],
             "selects_replayed": len(probe["selects"]),
             "sql_p50_ms": sql["p50_ms"],
@@ -391,14 +399,17 @@ def main() -> None:
             plans_print(raw, pages, dataset, args.depth)
 
     deep_name, shallow_name = f"history_depth_{args.depth}", "history_depth_0"
-    print(f"{'measure':<26} {'page p50':>9} {'page p95':>9} {'SQL p50':>8} {'SQL p95':>8} {'queries':>7} {'ratio':>6}")
+    header = ("page p50", "page p95", "CPU p50", "CPU p95", "SQL p50", "SQL p95", "queries", "ratio")
+    print(f"{'measure (ms)':<32}" + "".join(f"{title:>9}" for title in header))
     for name, figures in (pages or {}).items():
+        columns = ("p50_ms", "p95_ms", "cpu_p50_ms", "cpu_p95_ms", "sql_p50_ms", "sql_p95_ms")
         print(
-            f"{name:<26} {figures['p50_ms']:>9.2f} {figures['p95_ms']:>9.2f} {figures['sql_p50_ms']:>8.2f} "
-            f"{figures['sql_p95_ms']:>8.2f} {figures['queries']:>7} {figures['ratio_p50']:>5}x"
+            f"{name:<32}"
+            + "".join(f"{figures[column]:>9.2f}" for column in columns)
+            + f"{figures['queries']:>9}{figures['ratio_p50']:>8}x"
         )
     for name, figures in keyset.items():
-        print(f"{'keyset SQL ' + name:<26} {'':>9} {'':>9} {figures['p50_ms']:>8.2f} {figures['p95_ms']:>8.2f}")
+        print(f"{'keyset SQL ' + name:<32}{'':>36}{figures['p50_ms']:>9.2f}{figures['p95_ms']:>9.2f}")
     if pages is None:
         print("pages: the inbox views (crm:inbox, crm:chat-detail, crm:chat-messages) are not in this tree")
 
