@@ -273,3 +273,21 @@ def test_the_language_switch_turns_the_inbox_into_brazilian_portuguese(live_app,
     page.reload()
     expect(page.locator("[data-testid=resolve]")).to_have_text("Resolver")  # the choice is kept
     screenshot(page, "chat-pt-br")
+
+
+def test_the_chat_list_loads_more_as_you_scroll(live_app, page):
+    from tests.crm.inbox_fixtures import bulk_chats
+
+    agent = MembershipFactory(organization__name="Acme Dental", user__username="eva")
+    number = WhatsAppNumberFactory(organization=agent.organization, name="Reception")
+    bulk_chats(organization=agent.organization, number=number, count=120)
+    login(page, live_app, agent.user.username)
+    page.goto(f"{live_app.url}/inbox/")
+    rows = page.locator("#chat-list .chat-row")
+    expect(rows).to_have_count(50)
+    for expected in (100, 120):
+        page.locator("#chat-list").evaluate("list => { list.scrollTop = list.scrollHeight; }")
+        expect(rows).to_have_count(expected)
+    names = rows.locator(".name").all_inner_texts()
+    assert names == [f"Bulk {index}" for index in range(120)]  # newest first, none twice
+    expect(page.locator("#chat-list .more")).to_have_count(0)
