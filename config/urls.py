@@ -14,6 +14,8 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/v1/", include("messaging.api.urls")),
+    # The language switch (Django's set_language: stores the choice in a cookie).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("", include("messaging.urls")),
     path("", include("crm.urls")),
 ]

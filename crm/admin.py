@@ -23,6 +23,7 @@ from crm.models import (
     Organization,
     Plan,
     ProviderServer,
+    QuickReply,
     WhatsAppNumber,
 )
 from crm.services import provider_servers_drain
@@ -227,6 +228,16 @@ class ContactAdmin(BigTableAdminMixin, OrganizationWalledMixin, admin.ModelAdmin
     readonly_fields = ["created_at"]
     ordering = ["-id"]
     inlines = [ContactIdentityInline]
+
+
+@admin.register(QuickReply)
+class QuickReplyAdmin(OrganizationWalledMixin, admin.ModelAdmin):
+    list_display = ["__str__", "organization", "created_at"]
+    list_filter = [("organization", OrganizationListFilter)]
+    search_fields = ["shortcut", "text"]
+    list_select_related = ["organization"]
+    autocomplete_fields = ["organization"]
+    readonly_fields = ["created_at"]
 
 
 @admin.register(ContactIdentity)

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from crm.phones import E164_PATTERN, IdentityKind
 from providers.registry import ProviderName
@@ -69,8 +70,8 @@ class Membership(models.Model):
     """A user's place in an organization; a user may belong to several."""
 
     class Role(models.TextChoices):
-        ADMIN = "admin", "Admin"
-        AGENT = "agent", "Agent"
+        ADMIN = "admin", _("Admin")
+        AGENT = "agent", _("Agent")
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
@@ -125,13 +126,13 @@ class WhatsAppNumber(models.Model):
     """One WhatsApp account of an organization, connected through one provider."""
 
     class State(models.TextChoices):
-        NOT_PROVISIONED = "not_provisioned", "Not provisioned"
-        CONNECTING = "connecting", "Connecting"
-        WAITING_FOR_QR_SCAN = "waiting_for_qr_scan", "Waiting for QR scan"
-        CONNECTED = "connected", "Connected"
-        DISCONNECTED = "disconnected", "Disconnected"
-        LOGGED_OUT = "logged_out", "Logged out"
-        BANNED = "banned", "Banned"
+        NOT_PROVISIONED = "not_provisioned", _("Not provisioned")
+        CONNECTING = "connecting", _("Connecting")
+        WAITING_FOR_QR_SCAN = "waiting_for_qr_scan", _("Waiting for QR scan")
+        CONNECTED = "connected", _("Connected")
+        DISCONNECTED = "disconnected", _("Disconnected")
+        LOGGED_OUT = "logged_out", _("Logged out")
+        BANNED = "banned", _("Banned")
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="numbers")
     name = models.CharField(max_length=120, help_text="What agents see, such as 'Sales'.")
@@ -202,6 +203,9 @@ class Contact(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="contacts")
     name = models.CharField(max_length=200, blank=True)
     phone = models.CharField(max_length=16, blank=True, validators=[e164_validator])
+    # What agents know about the person: short tags ("vip", "lead") and free notes (contact panel).
+    labels = models.JSONField(default=list, blank=True)
+    notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -250,9 +254,9 @@ class Chat(models.Model):
     """The conversation between one of our numbers and one contact."""
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        PENDING = "pending", "Pending"
-        RESOLVED = "resolved", "Resolved"
+        OPEN = "open", _("Open")
+        PENDING = "pending", _("Pending")
+        RESOLVED = "resolved", _("Resolved")
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="chats")
     number = models.ForeignKey(WhatsAppNumber, on_delete=models.CASCADE, related_name="chats")
@@ -334,3 +338,45 @@ class HealthCheck(models.Model):
     def __str__(self) -> str:
         subject = f"number {self.number_id}" if self.number_id else f"server {self.server_id}"
         return f"{subject}: {'healthy' if self.is_healthy else 'unhealthy'} at {self.checked_at:%Y-%m-%d %H:%M}"
+
+
+class ChatNote(models.Model):
+    """A private note agents leave on a chat: shown to the team, never sent to the contact."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    chat = models.ForeignKey(Chat, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["chat", "created_at", "id"]
+        constraints = [models.CheckConstraint(condition=~Q(text=""), name="chat_note_has_text")]
+        indexes = [models.Index(fields=["chat", "-created_at", "-id"], name="chat_note_recent")]
+
+    def __str__(self) -> str:
+        return f"Note #{self.pk} on chat {self.chat_id}"
+
+    def clean(self) -> None:
+        if self.chat_id and self.organization_id and self.chat.organization_id != self.organization_id:
+            raise ValidationError({"chat": "This chat belongs to another organization."})
+
+
+class QuickReply(models.Model):
+    """A canned response of an organization, inserted in the composer by typing "/<shortcut>"."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="quick_replies")
+    shortcut = models.SlugField(max_length=32)
+    text = models.TextField(max_length=4096)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "quick replies"
+        ordering = ["organization", "shortcut"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "shortcut"], name="quick_reply_shortcut_once"),
+            models.CheckConstraint(condition=~Q(shortcut="") & ~Q(text=""), name="quick_reply_has_shortcut_and_text"),
+        ]
+
+    def __str__(self) -> str:
+        return f"/{self.shortcut}"

@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import QuerySet
 
-from crm.models import Chat, Membership, ProviderServer, WhatsAppNumber
+from crm.models import Chat, ChatNote, Contact, Membership, ProviderServer, QuickReply, WhatsAppNumber
 from providers.base import ProviderTarget
 
 SESSION_ORGANIZATION_KEY = "organization_id"
@@ -96,3 +96,51 @@ def server_provider_target(server: ProviderServer) -> ProviderTarget:
         api_key=server.api_key,
         breaker_key=server_breaker_key(server),
     )
+
+
+def numbers_of_organization(*, organization_id: int) -> QuerySet[WhatsAppNumber]:
+    """The organization's WhatsApp numbers, by name, for its number pages and the inbox's filter.
+
+    Archived numbers (removed from their provider by the cleanup beat) are left out; their chats
+    and history stay in the inbox.
+    """
+    return numbers_active().filter(organization_id=organization_id).order_by("name", "id")
+
+
+def number_chat_count(*, number_id: int) -> int:
+    """How many chats deleting the number would delete with it."""
+    return Chat.objects.filter(number_id=number_id).count()
+
+
+# --- the inbox ------------------------------------------------------------------------------------
+def members_of_organization(*, organization_id: int) -> QuerySet[Membership]:
+    return Membership.objects.filter(organization_id=organization_id).select_related("user").order_by("user__username")
+
+
+def member_of_organization(*, organization_id: int, membership_id) -> Membership | None:
+    """Return the membership when it belongs to the organization; None for anything else."""
+    try:
+        membership_id = int(membership_id)
+    except (TypeError, ValueError):
+        return None
+    return Membership.objects.filter(pk=membership_id, organization_id=organization_id).first()
+
+
+def contact_of_organization(*, organization_id: int, contact_id: int) -> Contact | None:
+    return Contact.objects.filter(pk=contact_id, organization_id=organization_id).first()
+
+
+def chat_notes_recent(*, chat: Chat, limit: int) -> list[ChatNote]:
+    """The chat's latest private notes, oldest of them first."""
+    notes = list(ChatNote.objects.filter(chat=chat).select_related("author").order_by("-created_at", "-id")[:limit])
+    notes.reverse()
+    return notes
+
+
+def quick_replies_of_organization(*, organization_id: int) -> QuerySet[QuickReply]:
+    return QuickReply.objects.filter(organization_id=organization_id).order_by("shortcut")
+
+
+def quick_replies_for_composer(*, organization_id: int) -> list[dict]:
+    """The quick replies as the composer's "/" menu needs them (rendered into the page as JSON)."""
+    return list(quick_replies_of_organization(organization_id=organization_id).values("shortcut", "text"))

@@ -5,32 +5,33 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from crm.models import Chat, Organization, WhatsAppNumber
 
 
 class Message(models.Model):
     class Direction(models.TextChoices):
-        INBOUND = "in", "Inbound"
-        OUTBOUND = "out", "Outbound"
+        INBOUND = "in", _("Inbound")
+        OUTBOUND = "out", _("Outbound")
 
     class Type(models.TextChoices):
-        TEXT = "text", "Text"
-        IMAGE = "image", "Image"
-        AUDIO = "audio", "Audio"
-        VIDEO = "video", "Video"
-        DOCUMENT = "document", "Document"
-        LOCATION = "location", "Location"
-        STICKER = "sticker", "Sticker"
+        TEXT = "text", _("Text")
+        IMAGE = "image", _("Image")
+        AUDIO = "audio", _("Audio")
+        VIDEO = "video", _("Video")
+        DOCUMENT = "document", _("Document")
+        LOCATION = "location", _("Location")
+        STICKER = "sticker", _("Sticker")
 
     class Status(models.TextChoices):
-        RECEIVED = "received", "Received"  # every inbound message
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        READ = "read", "Read"
-        FAILED = "failed", "Failed"
+        RECEIVED = "received", _("Received")  # every inbound message
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        READ = "read", _("Read")
+        FAILED = "failed", _("Failed")
 
     OUTBOUND_STATUSES = (Status.QUEUED, Status.SENDING, Status.SENT, Status.DELIVERED, Status.READ, Status.FAILED)
 
@@ -47,10 +48,10 @@ class Message(models.Model):
     media_filename = models.CharField(max_length=255, blank=True)
 
     class MediaState(models.TextChoices):
-        NONE = "none", "No media"
-        PENDING = "pending", "Downloading"
-        STORED = "stored", "Stored"
-        FAILED = "failed", "Download failed"
+        NONE = "none", _("No media")
+        PENDING = "pending", _("Downloading")
+        STORED = "stored", _("Stored")
+        FAILED = "failed", _("Download failed")
 
     # Inbound media is copied into our storage (`media`) by a retried task; until then the
     # provider's reference waits here, and a failed download stays visible instead of vanishing.

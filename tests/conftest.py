@@ -11,6 +11,9 @@ from django.conf import settings
 from crm.models import Membership
 from tests.factories import MembershipFactory, UserFactory
 
+# The inbox tests' shared data (fixtures `workspace`, `agent_client`).
+pytest_plugins = ["tests.crm.inbox_fixtures"]
+
 
 def _reachable(host: str, port: int) -> bool:
     try:

@@ -8,7 +8,7 @@ from crm.migration_operations import composite_foreign_key
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("crm", "0005_event_log"),
+        ("crm", "0006_inbox"),
     ]
 
     operations = [

@@ -8,6 +8,7 @@ import logging
 
 from celery import shared_task
 
+from crm.services import NoServerAvailableError
 from messaging.services import numbers
 from providers.base import ProviderError
 
@@ -28,6 +29,10 @@ def number_connect_task(self, number_id: int, phone: str = "") -> None:
         numbers.number_connect(number_id=number_id, phone=phone)
     except ProviderError as error:
         _retry_or_report(self, error, number_id=number_id, action="connect")
+    except NoServerAvailableError as error:
+        # Not temporary enough to retry: an operator has to add or undrain a server first.
+        logger.warning("number %s: connect failed: %s", number_id, error)
+        numbers.number_failure_report(number_id=number_id, reason=f"Could not connect: {error}")
 
 
 @shared_task(bind=True, ignore_result=True, max_retries=3)

@@ -18,6 +18,7 @@ from crm.models import (
     Organization,
     Plan,
     ProviderServer,
+    QuickReply,
     WhatsAppNumber,
 )
 from messaging.demo import DEMO_ADMIN_USERNAME, DEMO_AGENT_USERNAME, demo_workspace_ensure
@@ -54,6 +55,9 @@ ROW_MAKERS = {
     PeriodicTask: lambda: PeriodicTask.objects.create(name="Nightly", task="noop", interval=_interval_create()),
     HealthCheck: lambda: HealthCheck.objects.create(
         provider="evolution", server=ProviderServerFactory(), is_healthy=True, latency_ms=3, checked_at=timezone.now()
+    ),
+    QuickReply: lambda: QuickReply.objects.create(
+        organization=Organization.objects.first(), shortcut="hours", text="We open at 9."
     ),
 }
 # Written only by the beats: listed and viewable, never added by hand.
@@ -176,6 +180,7 @@ def test_org_admin_index_shows_only_their_tables(org_admin_client):
         "Chat",
         "Message",
         "HealthCheck",  # their own numbers' checks only (walled by organization)
+        "QuickReply",
     }
 
 
