@@ -73,6 +73,15 @@ PERIODIC_TASKS: dict[str, PeriodicTaskSpec] = {
             "and scheduled messages that came due."
         ),
     ),
+    "messaging.webhook_fanout": PeriodicTaskSpec(
+        task="messaging.tasks.webhooks_out.webhook_fanout",
+        every_seconds=2,
+        expire_seconds=2,
+        description=(
+            "Turn new events of the organizations' logs into signed webhook deliveries to integrators, "
+            "and re-enqueue deliveries a lost task left behind."
+        ),
+    ),
 }
 
 

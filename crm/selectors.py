@@ -1,11 +1,14 @@
 """Reads of the CRM, always scoped to what the caller may see."""
 
+from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from crm.models import Chat, Membership, WhatsAppNumber
+from crm.cache import cached, numbers_cache_name, plan_limits_cache_name
+from crm.models import ApiKey, Chat, Contact, Membership, Plan, WhatsAppNumber
 from providers.base import ProviderTarget
 
 SESSION_ORGANIZATION_KEY = "organization_id"
@@ -70,3 +73,61 @@ def number_provider_target(number: WhatsAppNumber) -> ProviderTarget:
         webhook_secret=number.webhook_secret,
         breaker_key=breaker_key,
     )
+
+
+# --- cached reads (crm.cache: invalidated by version after every change) -------------------------
+@dataclass(frozen=True)
+class PlanLimits:
+    max_numbers: int
+    messages_per_day: int | None
+    api_requests_per_minute: int
+
+
+def plan_limits(*, plan_id: int) -> PlanLimits:
+    """Return the plan's limits from the cache (kept fresh by `plan_limits_invalidate`)."""
+
+    def load() -> PlanLimits:
+        values = Plan.objects.values("max_numbers", "messages_per_day", "api_requests_per_minute").get(pk=plan_id)
+        return PlanLimits(**values)
+
+    return cached(plan_limits_cache_name(plan_id), load)
+
+
+NUMBER_FIELDS = ("id", "name", "phone", "provider", "state", "last_seen_at", "created_at")
+
+
+def numbers_of_organization(*, organization_id: int) -> list[dict]:
+    """Return the organization's numbers (their public fields) by name, from the cache.
+
+    Every service that changes a number invalidates it after commit (crm.cache).
+    """
+
+    def load() -> list[dict]:
+        numbers = WhatsAppNumber.objects.filter(organization_id=organization_id).order_by("name", "id")
+        return list(numbers.values(*NUMBER_FIELDS))
+
+    return cached(numbers_cache_name(organization_id), load)
+
+
+# --- API keys --------------------------------------------------------------------------------------
+def api_key_valid(*, key_hash: str, now: datetime) -> ApiKey | None:
+    """Return the key with this hash when it may be used now (not revoked or expired, organization active)."""
+    return (
+        ApiKey.objects.select_related("organization")
+        .filter(key_hash=key_hash, revoked_at__isnull=True, organization__is_active=True)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .first()
+    )
+
+
+def api_keys_of_organization(*, organization_id: int) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(organization_id=organization_id).select_related("created_by")
+
+
+def contacts_of_organization(*, organization_id: int, search: str = "") -> QuerySet[Contact]:
+    """Return the organization's contacts; `search` matches a part of the name or of the phone."""
+    contacts = Contact.objects.filter(organization_id=organization_id)
+    search = search.strip()
+    if search:
+        contacts = contacts.filter(Q(name__icontains=search) | Q(phone__contains=search))
+    return contacts

@@ -1,13 +1,19 @@
 """Writes of the CRM: organizations, members, session choices and where numbers live."""
 
 import dataclasses
+import hashlib
 import secrets
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
-from crm.models import Organization, ProviderServer, WhatsAppNumber
+from crm.cache import cache_invalidate, numbers_cache_name, plan_limits_cache_name
+from crm.models import ApiKey, Contact, ContactIdentity, Organization, ProviderServer, WhatsAppNumber
+from crm.phones import IdentityKind, phone_normalize
 from crm.selectors import SESSION_ORGANIZATION_KEY, memberships_of_user, number_provider_target
 from providers.base import CONNECTION_STATES
 from providers.registry import SELF_HOSTED_PROVIDERS, ProviderName, adapter_for
@@ -86,7 +92,18 @@ def number_provision(*, number_id: int) -> WhatsAppNumber:
         result = adapter_for(number.provider).provision(number_provider_target(number))
         number.state = result.state if result.state in CONNECTION_STATES else WhatsAppNumber.State.CONNECTING
         number.save(update_fields=["state"])
+        number_changed(organization_id=number.organization_id)
     return number
+
+
+def number_changed(*, organization_id: int) -> None:
+    """Call in every write to a number: the cached numbers list goes stale when it commits."""
+    cache_invalidate(numbers_cache_name(organization_id))
+
+
+def plan_changed(*, plan_id: int) -> None:
+    """Call in every write to a plan: its cached limits go stale when it commits."""
+    cache_invalidate(plan_limits_cache_name(plan_id))
 
 
 class NumberLimitReachedError(Exception):
@@ -120,13 +137,15 @@ def number_create(
     provider = provider or organization.plan.default_provider
     if provider not in ProviderName.values:
         raise ValueError(f"Unknown provider {provider!r}.")
-    return WhatsAppNumber.objects.create(
+    number = WhatsAppNumber.objects.create(
         organization=organization,
         name=name.strip(),
         provider=provider,
         instance_name=number_instance_name_generate(),
         credentials=credentials or {},
     )
+    number_changed(organization_id=organization.pk)
+    return number
 
 
 def number_delete(*, number: WhatsAppNumber) -> None:
@@ -141,6 +160,130 @@ def number_delete(*, number: WhatsAppNumber) -> None:
     target = number_provider_target(number) if provisioned else None
     with transaction.atomic():
         WhatsAppNumber.objects.filter(pk=number.pk).delete()
+        number_changed(organization_id=number.organization_id)
         if target is not None:
             payload = dataclasses.asdict(target)
             transaction.on_commit(lambda: provider_instance_delete.delay(payload))
+
+
+# --- API keys --------------------------------------------------------------------------------------
+API_KEY_PREFIX_CHARS = 8
+
+
+def api_key_hash(secret: str) -> str:
+    """Return the stored form of an API key: its SHA-256, hex (the key itself is never stored)."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _api_key_generate() -> tuple[str, str]:
+    """Return (prefix, full key): `cnv_<8 visible characters>_<43 secret characters>`."""
+    visible = secrets.token_hex(API_KEY_PREFIX_CHARS // 2)
+    prefix = f"cnv_{visible}"
+    return prefix, f"{prefix}_{secrets.token_urlsafe(32)}"
+
+
+@transaction.atomic
+def api_key_create(*, organization: Organization, name: str, created_by=None) -> tuple[ApiKey, str]:
+    """Create an API key for the organization; return it with the key, which is never shown again."""
+    prefix, secret = _api_key_generate()
+    api_key = ApiKey.objects.create(
+        organization=organization,
+        name=name.strip() or "API key",
+        prefix=prefix,
+        key_hash=api_key_hash(secret),
+        created_by=created_by,
+    )
+    return api_key, secret
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Stop the key at once (a revoked key is never valid again)."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+@transaction.atomic
+def api_key_rotate(*, api_key: ApiKey, now: datetime | None = None) -> tuple[ApiKey, str]:
+    """Issue a replacement key; the old one keeps working for API_KEY_ROTATION_GRACE_SECONDS.
+
+    The grace period lets an integrator deploy the new key without a window of refused calls.
+    Raise ApiKeyInvalidError when the key is revoked or already past its expiry.
+    """
+    now = now or timezone.now()
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.revoked_at is not None or (api_key.expires_at is not None and api_key.expires_at <= now):
+        raise ApiKeyInvalidError("This key is no longer valid.")
+    grace_ends = now + timedelta(seconds=settings.API_KEY_ROTATION_GRACE_SECONDS)
+    # Rotating a key already in its grace period never extends it.
+    if api_key.expires_at is None or api_key.expires_at > grace_ends:
+        api_key.expires_at = grace_ends
+        api_key.save(update_fields=["expires_at"])
+    return api_key_create(organization=api_key.organization, name=api_key.name, created_by=api_key.created_by)
+
+
+class ApiKeyInvalidError(Exception):
+    """The API key is revoked or expired."""
+
+
+# Writing last_used_at on every request would turn each read into a write; a minute's precision
+# is what people look at it for ("is this key still in use?").
+API_KEY_USE_PRECISION = timedelta(minutes=1)
+
+
+def api_key_used(*, api_key: ApiKey, now: datetime | None = None) -> None:
+    """Record that the key was used now, writing at most once a minute per key.
+
+    The row the caller loaded tells whether a write is due; the conditional UPDATE makes
+    concurrent requests of one key write once between them.
+    """
+    now = now or timezone.now()
+    stale_before = now - API_KEY_USE_PRECISION
+    if api_key.last_used_at is not None and api_key.last_used_at > stale_before:
+        return
+    ApiKey.objects.filter(pk=api_key.pk).filter(
+        Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale_before)
+    ).update(last_used_at=now)
+    api_key.last_used_at = now
+
+
+# --- contacts --------------------------------------------------------------------------------------
+class ContactPhoneTakenError(Exception):
+    """Another contact of the organization already has this phone number."""
+
+
+@transaction.atomic
+def contact_update(*, contact: Contact, name: str | None = None, phone: str | None = None) -> Contact:
+    """Change the contact's name and/or phone; a new phone also becomes one of its WhatsApp ids.
+
+    Raise ValidationError for a phone that is not a plausible international number (crm.phones),
+    ContactPhoneTakenError when that phone is another contact's WhatsApp id already.
+    """
+    fields = []
+    if name is not None:
+        contact.name = name.strip()
+        fields.append("name")
+    if phone is not None:
+        contact.phone = phone_normalize(phone) if phone.strip() else ""
+        fields.append("phone")
+        if contact.phone:
+            owner = (
+                ContactIdentity.objects.filter(
+                    organization_id=contact.organization_id, kind=IdentityKind.PHONE, value=contact.phone
+                )
+                .values_list("contact_id", flat=True)
+                .first()
+            )
+            if owner is not None and owner != contact.pk:
+                raise ContactPhoneTakenError("Another contact already has this phone number.")
+            if owner is None:
+                ContactIdentity.objects.create(
+                    organization_id=contact.organization_id,
+                    contact=contact,
+                    kind=IdentityKind.PHONE,
+                    value=contact.phone,
+                )
+    if fields:
+        contact.save(update_fields=fields)
+    return contact

@@ -35,6 +35,7 @@ from django.utils import timezone
 from crm.models import Chat, Contact, ContactIdentity, WhatsAppNumber
 from crm.phones import IdentityKind, WhatsAppIdentity, phone_normalize, wa_id_parse
 from crm.selectors import number_provider_target
+from crm.services import number_changed
 from messaging.events import chat_event_data, event_append, event_log_lock, message_event_data, message_preview
 from messaging.models import Message
 from messaging.services.statuses import message_status_report
@@ -357,6 +358,7 @@ def number_connection_update(*, number: WhatsAppNumber, event: ConnectionUpdate)
         except ValidationError:
             logger.warning("number %s: provider reported an unreadable phone %r", number.pk, event.phone)
     number.save(update_fields=fields)
+    number_changed(organization_id=number.organization_id)
     event_append(
         organization_id=number.organization_id,
         type="number.state",
@@ -372,6 +374,7 @@ def number_qr_update(*, number: WhatsAppNumber, event: QrUpdate) -> None:
     if number.state != WhatsAppNumber.State.WAITING_FOR_QR_SCAN:
         number.state = WhatsAppNumber.State.WAITING_FOR_QR_SCAN
         number.save(update_fields=["state"])
+        number_changed(organization_id=number.organization_id)
     event_append(
         organization_id=number.organization_id,
         type="number.qr",
