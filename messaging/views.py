@@ -42,7 +42,9 @@ def _not_found() -> JsonResponse:
 def redis_client() -> redis.Redis:
     client = _redis_clients.get(settings.REDIS_URL)
     if client is None:
-        client = _redis_clients[settings.REDIS_URL] = redis.Redis.from_url(settings.REDIS_URL)
+        # setdefault: threads racing here all get the one stored client. A client replaced in the
+        # dict would be garbage-collected and close the sockets the other threads are using.
+        client = _redis_clients.setdefault(settings.REDIS_URL, redis.Redis.from_url(settings.REDIS_URL))
     return client
 
 

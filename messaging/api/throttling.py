@@ -15,7 +15,6 @@ from rest_framework.throttling import BaseThrottle
 
 from crm.models import ApiKey
 from crm.selectors import plan_limits
-from messaging.views import redis_client
 
 WINDOW_SECONDS = 60
 
@@ -42,6 +41,9 @@ def clock() -> float:
 
 def rate_limit_count(*, api_key_id: int, limit: int) -> RateLimitState:
     """Count one request of the key in the current window; return where the key stands."""
+    # Imported here: messaging.views imports DRF's views, which load this module from the settings.
+    from messaging.views import redis_client
+
     now = clock()
     window = int(now // WINDOW_SECONDS)
     key = f"{settings.CACHE_KEY_PREFIX}:ratelimit:{api_key_id}:{window}"
