@@ -21,9 +21,18 @@ class KeyedOrganization:
 def keyed_organization(**organization_fields) -> KeyedOrganization:
     organization = OrganizationFactory(**organization_fields)
     api_key, secret = api_key_create(organization=organization, name="integration")
+    return KeyedOrganization(organization, api_key, secret, bearer_client(secret))
+
+
+def bearer_client(secret: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    return KeyedOrganization(organization, api_key, secret, client)
+    return client
+
+
+def key_client(organization: Organization) -> APIClient:
+    """A client with a new API key of `organization`."""
+    return bearer_client(api_key_create(organization=organization, name="test")[1])
 
 
 @pytest.fixture
