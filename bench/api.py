@@ -306,9 +306,7 @@ def main() -> None:
         "history_ratio_to_sql": history_ratio,
         "target_overhead_p50_ms": 1.0,
         "target_met": all(
-            figure <= 1.0
-            for figures in (concurrent, uncontended)
-            for figure in figures["overhead_p50_ms"].values()
+            figure <= 1.0 for figures in (concurrent, uncontended) for figure in figures["overhead_p50_ms"].values()
         ),
     }
     print(json.dumps(results))

@@ -25,7 +25,14 @@ from crm.models import (
     ProviderServer,
     WhatsAppNumber,
 )
-from crm.services import api_key_create, api_key_revoke, number_changed, plan_changed, provider_servers_drain
+from crm.services import (
+    api_key_create,
+    api_key_revoke,
+    api_keys_changed,
+    number_changed,
+    plan_changed,
+    provider_servers_drain,
+)
 
 
 @admin.register(Plan)
@@ -78,6 +85,15 @@ class OrganizationAdmin(OrganizationWalledMixin, admin.ModelAdmin):
 
     def get_prepopulated_fields(self, request, obj=None):
         return self.prepopulated_fields if request.user.is_superuser else {}
+
+    # A suspended organization's keys stop at once; cached keys carry the organization's state.
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        api_keys_changed()
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        api_keys_changed()
 
     def has_add_permission(self, request) -> bool:
         # An organization is a customer account: platform staff open and close them.
@@ -341,3 +357,11 @@ class ApiKeyAdmin(OrganizationWalledMixin, admin.ModelAdmin):
         for api_key in queryset.filter(revoked_at__isnull=True):
             api_key_revoke(api_key=api_key)
         self.message_user(request, "Revoked.", messages.SUCCESS)
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        api_keys_changed()
+
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, queryset)
+        api_keys_changed()

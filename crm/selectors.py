@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from crm.cache import cached, numbers_cache_name, plan_limits_cache_name
+from crm.cache import api_keys_cache_name, cached, cached_under, numbers_cache_name, plan_limits_cache_name
 from crm.models import ApiKey, Chat, Contact, Membership, Plan, WhatsAppNumber
 from providers.base import ProviderTarget
 
@@ -110,14 +110,44 @@ def numbers_of_organization(*, organization_id: int) -> list[dict]:
 
 
 # --- API keys --------------------------------------------------------------------------------------
-def api_key_valid(*, key_hash: str, now: datetime) -> ApiKey | None:
-    """Return the key with this hash when it may be used now (not revoked or expired, organization active)."""
-    return (
-        ApiKey.objects.select_related("organization")
-        .filter(key_hash=key_hash, revoked_at__isnull=True, organization__is_active=True)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .first()
-    )
+@dataclass(frozen=True)
+class ApiKeyGrant:
+    """What a valid API key lets a request do: act for its organization, under its plan's limits."""
+
+    api_key: ApiKey  # built from the cache: its organization loads on first access
+    plan_id: int
+
+
+_API_KEY_FIELDS = ("id", "organization_id", "name", "prefix", "key_hash", "created_by_id", "created_at")
+
+
+def api_key_valid(*, key_hash: str, now: datetime) -> ApiKeyGrant | None:
+    """Return the grant of the key with this hash when it may be used now, from the cache.
+
+    A key is valid unless revoked, past its rotation expiry, or of a suspended organization. The
+    entry keeps the expiry and is checked here, so a grace period ends on time without any
+    invalidation; revocations and organization changes invalidate it (crm.cache).
+    """
+
+    def load() -> dict | None:
+        # An unknown key is cached too (as None): a new key's hash is one nobody asked for before.
+        return (
+            ApiKey.objects.filter(key_hash=key_hash)
+            .values(*_API_KEY_FIELDS, "expires_at", "revoked_at", "organization__is_active", "organization__plan_id")
+            .first()
+        )
+
+    row = cached_under(api_keys_cache_name(), f"api-key:{key_hash}", load)
+    if (
+        row is None
+        or row["revoked_at"] is not None
+        or not row["organization__is_active"]
+        or (row["expires_at"] is not None and row["expires_at"] <= now)
+    ):
+        return None
+    api_key = ApiKey(**{field: row[field] for field in _API_KEY_FIELDS}, expires_at=row["expires_at"])
+    api_key._state.adding = False
+    return ApiKeyGrant(api_key=api_key, plan_id=row["organization__plan_id"])
 
 
 def api_keys_of_organization(*, organization_id: int) -> QuerySet[ApiKey]:

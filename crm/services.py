@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from crm.cache import cache_invalidate, numbers_cache_name, plan_limits_cache_name
+from crm.cache import api_keys_cache_name, cache_invalidate, numbers_cache_name, plan_limits_cache_name, redis_client
 from crm.models import ApiKey, Contact, ContactIdentity, Organization, ProviderServer, WhatsAppNumber
 from crm.phones import IdentityKind, phone_normalize
 from crm.selectors import SESSION_ORGANIZATION_KEY, memberships_of_user, number_provider_target
@@ -196,12 +196,19 @@ def api_key_create(*, organization: Organization, name: str, created_by=None) ->
     return api_key, secret
 
 
+@transaction.atomic
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Stop the key at once (a revoked key is never valid again)."""
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
-        api_key.save(update_fields=["revoked_at"])
+        ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
+        api_keys_changed()
     return api_key
+
+
+def api_keys_changed() -> None:
+    """Call in every write that may end a key's validity: cached keys go stale when it commits."""
+    cache_invalidate(api_keys_cache_name())
 
 
 @transaction.atomic
@@ -220,6 +227,7 @@ def api_key_rotate(*, api_key: ApiKey, now: datetime | None = None) -> tuple[Api
     if api_key.expires_at is None or api_key.expires_at > grace_ends:
         api_key.expires_at = grace_ends
         api_key.save(update_fields=["expires_at"])
+        api_keys_changed()
     return api_key_create(organization=api_key.organization, name=api_key.name, created_by=api_key.created_by)
 
 
@@ -229,23 +237,24 @@ class ApiKeyInvalidError(Exception):
 
 # Writing last_used_at on every request would turn each read into a write; a minute's precision
 # is what people look at it for ("is this key still in use?").
-API_KEY_USE_PRECISION = timedelta(minutes=1)
+API_KEY_USE_PRECISION_SECONDS = 60
 
 
-def api_key_used(*, api_key: ApiKey, now: datetime | None = None) -> None:
-    """Record that the key was used now, writing at most once a minute per key.
+def api_key_used(*, api_key: ApiKey, now: datetime | None = None) -> bool:
+    """Record that the key was used now, writing at most once a minute per key; True when it wrote.
 
-    The row the caller loaded tells whether a write is due; the conditional UPDATE makes
-    concurrent requests of one key write once between them.
+    A Redis key that lives a minute decides (an atomic SET NX, so concurrent requests of one key
+    elect one writer); the conditional UPDATE keeps the database right even if Redis was flushed.
     """
+    gate = f"{settings.CACHE_KEY_PREFIX}:api-key-used:{api_key.pk}"
+    if not redis_client().set(gate, 1, nx=True, ex=API_KEY_USE_PRECISION_SECONDS):
+        return False
     now = now or timezone.now()
-    stale_before = now - API_KEY_USE_PRECISION
-    if api_key.last_used_at is not None and api_key.last_used_at > stale_before:
-        return
+    stale_before = now - timedelta(seconds=API_KEY_USE_PRECISION_SECONDS)
     ApiKey.objects.filter(pk=api_key.pk).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale_before)
     ).update(last_used_at=now)
-    api_key.last_used_at = now
+    return True
 
 
 # --- contacts --------------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ class ApiClient:
     is_superuser = False
     pk = id = None
 
-    def __init__(self, api_key: ApiKey):
+    def __init__(self, api_key: ApiKey, *, plan_id: int):
         self.api_key = api_key
         self.organization_id = api_key.organization_id
+        self.plan_id = plan_id
 
     def __str__(self) -> str:
         return f"API key {self.api_key.prefix}"
@@ -40,12 +41,12 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not secret or " " in secret:
             raise exceptions.AuthenticationFailed("Send the API key as `Authorization: Bearer <key>`.")
         now = timezone.now()
-        api_key = api_key_valid(key_hash=api_key_hash(secret), now=now)
-        if api_key is None:
+        grant = api_key_valid(key_hash=api_key_hash(secret), now=now)
+        if grant is None:
             # One answer for unknown, revoked and expired keys: nothing to learn by probing.
             raise exceptions.AuthenticationFailed("The API key is not valid (unknown, revoked or expired).")
-        api_key_used(api_key=api_key, now=now)
-        return ApiClient(api_key), api_key
+        api_key_used(api_key=grant.api_key, now=now)
+        return ApiClient(grant.api_key, plan_id=grant.plan_id), grant.api_key
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'

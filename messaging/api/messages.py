@@ -22,7 +22,7 @@ from messaging.api.base import OrganizationApi, iso, query_validated
 from messaging.api.chats import chat_of_request
 from messaging.api.errors import ApiError
 from messaging.api.pagination import LIMIT_PARAMETER, LimitSerializer, cursor_encode, cursor_time_and_id
-from messaging.api.permissions import request_organization, request_person
+from messaging.api.permissions import request_person
 from messaging.api.schema import api_doc
 from messaging.models import Message
 from messaging.services.outbound import (
@@ -246,7 +246,7 @@ class ChatMessagesApi(OrganizationApi):
         data.is_valid(raise_exception=True)
         try:
             message, created = message_send(
-                organization=request_organization(request),
+                organization=chat.organization,  # loaded with its plan, which the quota needs
                 chat=chat,
                 sent_by=request_person(request),
                 text=data.validated_data.get("text", ""),

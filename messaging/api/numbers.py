@@ -1,5 +1,7 @@
 """API of WhatsApp numbers: list, add within the plan, get, delete, connect (QR or pairing code), log out."""
 
+import re
+
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse
@@ -41,12 +43,22 @@ class NumberCreateIn(serializers.Serializer):
         choices=ProviderName.choices, required=False, help_text="Defaults to the plan's provider."
     )
     credentials = serializers.DictField(
-        required=False, help_text="Per-number provider credentials (Green API, Meta, Twilio); see the README."
+        child=serializers.CharField(max_length=1000),
+        required=False,
+        help_text="Per-number provider credentials (Green API, Meta, Twilio), text values; see the README.",
     )
 
     def validate_name(self, value: str) -> str:
         if not value.strip():
             raise serializers.ValidationError("Give the number a name.")
+        return value
+
+    def validate_credentials(self, value: dict) -> dict:
+        # The values' CharField refuses NUL and lone surrogates (PostgreSQL cannot store them); the
+        # names get the same check here.
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+                raise serializers.ValidationError("Credential names are 1 to 64 letters, digits, '_', '.', '-'.")
         return value
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
+from crm.cache import redis_client
 from crm.models import ApiKey
 from crm.selectors import plan_limits
 
@@ -41,9 +42,6 @@ def clock() -> float:
 
 def rate_limit_count(*, api_key_id: int, limit: int) -> RateLimitState:
     """Count one request of the key in the current window; return where the key stands."""
-    # Imported here: messaging.views imports DRF's views, which load this module from the settings.
-    from messaging.views import redis_client
-
     now = clock()
     window = int(now // WINDOW_SECONDS)
     key = f"{settings.CACHE_KEY_PREFIX}:ratelimit:{api_key_id}:{window}"
@@ -66,7 +64,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         api_key = request.auth
         if not isinstance(api_key, ApiKey):
             return True
-        limit = plan_limits(plan_id=api_key.organization.plan_id).api_requests_per_minute
+        limit = plan_limits(plan_id=request.user.plan_id).api_requests_per_minute
         state = rate_limit_count(api_key_id=api_key.pk, limit=limit)
         request.rate_limit = state  # the views add its headers to every response
         self.state = state
