@@ -192,8 +192,8 @@ SPECTACULAR_SETTINGS = {
         "WebhookEventType": "messaging.models.WEBHOOK_EVENT_TYPES",
     },
     # Swagger UI from drf-spectacular-sidecar's files under /static/: no CDN needed or reachable.
-    "SWAGGERUI_DIST": "SIDECAR",
-    "SWAGGERUI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
 # A rotated key keeps working this long, so integrators can deploy the new one without downtime.
