@@ -327,18 +327,7 @@ class ApiKeyAdmin(OrganizationWalledMixin, admin.ModelAdmin):
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_fields(self, request, obj=None):
-        if obj is None:
-            return ["organization", "name"]
-        return [
-            "name",
-            "prefix",
-            "organization",
-            "created_by",
-            "created_at",
-            "last_used_at",
-            "expires_at",
-            "revoked_at",
-        ]
+        return ["organization", "name"] if obj is None else self.list_display
 
     def get_readonly_fields(self, request, obj=None):
         return [] if obj is None else self.get_fields(request, obj)

@@ -8,9 +8,11 @@ from crm.admin_mixins import BigTableAdminMixin, OrganizationListFilter, Organiz
 from messaging.models import WEBHOOK_EVENT_TYPES, Message, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from messaging.services.outbound import MessageStateError, message_retry
 from messaging.services.webhooks_out import (
+    WebhookSubscriptionError,
     webhook_delivery_replay,
     webhook_subscription_create,
     webhook_subscription_update,
+    webhook_url_normalized,
 )
 
 
@@ -85,10 +87,10 @@ class WebhookSubscriptionForm(forms.ModelForm):
         fields = ["organization", "url", "events", "description", "is_active"]
 
     def clean_url(self) -> str:
-        url = self.cleaned_data["url"]
-        if not url.lower().startswith(("http://", "https://")):
-            raise forms.ValidationError("Webhooks are delivered to http:// or https:// URLs only.")
-        return url
+        try:
+            return webhook_url_normalized(self.cleaned_data["url"])
+        except WebhookSubscriptionError as error:
+            raise forms.ValidationError(str(error)) from error
 
 
 @admin.register(WebhookSubscription)

@@ -17,6 +17,7 @@ from messaging.services.webhooks_out import (
     webhook_subscription_create,
     webhook_subscription_delete,
     webhook_subscription_update,
+    webhook_url_normalized,
 )
 
 URL_MAX_CHARS = 500
@@ -30,10 +31,10 @@ class WebhookUrlField(serializers.URLField):
         super().__init__(max_length=URL_MAX_CHARS, **kwargs)
 
     def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if not value.lower().startswith(("http://", "https://")):
-            raise serializers.ValidationError("Webhooks are delivered to http:// or https:// URLs only.")
-        return value
+        try:
+            return webhook_url_normalized(super().to_internal_value(data))
+        except WebhookSubscriptionError as error:
+            raise serializers.ValidationError(str(error)) from error
 
 
 class SubscriptionCreateIn(serializers.Serializer):

@@ -51,13 +51,21 @@ def webhook_secret_generate() -> str:
     return f"whsec_{secrets.token_urlsafe(32)}"
 
 
-def _validated(url: str | None, events: list[str] | None) -> None:
-    if url is not None and not url.lower().startswith(("http://", "https://")):
+def webhook_url_normalized(url: str) -> str:
+    """Return `url` with its scheme in lower case. Raise WebhookSubscriptionError unless http(s)."""
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme.lower() not in ("http", "https") or not rest:
         raise WebhookSubscriptionError("Webhooks are delivered to http:// or https:// URLs only.")
+    return f"{scheme.lower()}://{rest}"
+
+
+def _validated(url: str | None, events: list[str] | None) -> str | None:
+    """Check the URL and events; return the URL normalized (None when not given)."""
     if events is not None:
         unknown = sorted(set(events) - set(WEBHOOK_EVENT_TYPES))
         if unknown or not events:
             raise WebhookSubscriptionError(f"Choose event types among {', '.join(WEBHOOK_EVENT_TYPES)}.")
+    return None if url is None else webhook_url_normalized(url)
 
 
 @transaction.atomic
@@ -68,7 +76,7 @@ def webhook_subscription_create(
 
     Raise WebhookSubscriptionError for a URL that is not http(s) or an unknown event type.
     """
-    _validated(url, events)
+    url = _validated(url, events)
     current = Organization.objects.values_list("event_sequence", flat=True).get(pk=organization.pk)
     return WebhookSubscription.objects.create(
         organization=organization,
@@ -93,7 +101,7 @@ def webhook_subscription_update(
 
     Raise WebhookSubscriptionError as webhook_subscription_create does.
     """
-    _validated(url, events)
+    url = _validated(url, events)
     subscription = WebhookSubscription.objects.select_for_update().get(pk=subscription.pk)
     fields = []
     for name, value in (("url", url), ("events", events), ("description", description)):
@@ -275,6 +283,8 @@ def _seconds(value: str | None) -> float | None:
 
 @transaction.atomic
 def _attempt_record(delivery, status_code, error, duration_ms, is_temporary, retry_after) -> str:
+    if not WebhookDelivery.objects.select_for_update().filter(pk=delivery.pk).exists():
+        return "skipped"  # its subscription was deleted during the attempt
     WebhookAttempt.objects.create(delivery=delivery, status_code=status_code, duration_ms=duration_ms, error=error)
     delivery.last_status_code = status_code
     delivery.last_error = error

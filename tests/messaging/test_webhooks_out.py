@@ -280,6 +280,14 @@ def test_bad_subscription_bodies_are_400(chat, body, field):
     assert field in error["details"]["fields"]
 
 
+def test_an_upper_case_scheme_is_stored_in_lower_case(chat):
+    response = key_client(chat.organization).post(
+        "/api/v1/webhooks/", {"url": "HTTPS://Example.test/Hook", "events": ["chat.assigned"]}, format="json"
+    )
+    assert response.status_code == 201
+    assert WebhookSubscription.objects.get().url == "https://Example.test/Hook"
+
+
 def test_a_paused_subscription_skips_what_happens_meanwhile(chat, sink):
     subscription = subscribe(chat, sink.url)
     webhook_subscription_update(subscription=subscription, is_active=False)
