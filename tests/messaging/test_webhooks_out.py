@@ -312,3 +312,42 @@ def test_the_sweep_recovers_deliveries_lost_by_the_broker_or_a_dead_worker(chat,
     assert delivery.status == "pending"
     WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=long_ago)
     assert webhook_deliveries_sweep() == [delivery.pk]
+
+
+def test_org_admins_see_and_replay_only_their_own_deliveries(org_admin_client, org_admin, sink):
+    mine = ChatFactory(organization=org_admin.organization)
+    theirs = ChatFactory()
+    for chat in (mine, theirs):
+        subscribe(chat, sink.url)
+        assign(chat)
+    webhook_fanout()
+    own = WebhookDelivery.objects.get(organization=org_admin.organization)
+    other = WebhookDelivery.objects.exclude(pk=own.pk).get()
+    WebhookDelivery.objects.update(status="failed")
+
+    listed = org_admin_client.get(reverse("admin:messaging_webhookdelivery_changelist")).context["cl"].result_list
+    assert list(listed) == [own]
+    subscriptions = org_admin_client.get(reverse("admin:messaging_webhooksubscription_changelist"))
+    assert [s.organization_id for s in subscriptions.context["cl"].result_list] == [org_admin.organization_id]
+    org_admin_client.post(
+        reverse("admin:messaging_webhookdelivery_changelist"),
+        {"action": "replay", "_selected_action": [own.pk, other.pk]},
+    )
+    own.refresh_from_db()
+    other.refresh_from_db()
+    assert (own.status, other.status) == ("pending", "failed")
+
+
+def test_admin_creates_a_subscription_and_shows_its_secret_once(superuser_client, chat):
+    response = superuser_client.post(
+        reverse("admin:messaging_webhooksubscription_add"),
+        {"organization": chat.organization_id, "url": "https://example.test/in", "events": ["chat.assigned"]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    subscription = WebhookSubscription.objects.get()
+    shown = " ".join(str(message) for message in response.context["messages"])
+    assert subscription.secret in shown
+    assert subscription.cursor == chat.organization.event_sequence
+    page = superuser_client.get(reverse("admin:messaging_webhooksubscription_change", args=[subscription.pk]))
+    assert subscription.secret not in page.content.decode()
