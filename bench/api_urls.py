@@ -22,7 +22,7 @@ class ChatMessagesWithoutAuthApi(ChatMessagesApi):
         global _fixed_key
         if _fixed_key is None:
             _fixed_key = ApiKey.objects.select_related("organization").get(name="bench")
-        request.user, request.auth = ApiClient(_fixed_key, plan_id=_fixed_key.organization.plan_id), _fixed_key
+        request.user, request.auth = ApiClient(_fixed_key, requests_per_minute=10_000_000), _fixed_key
 
 
 urlpatterns = [

@@ -84,7 +84,7 @@ class PlanLimits:
 
 
 def plan_limits(*, plan_id: int) -> PlanLimits:
-    """Return the plan's limits from the cache (kept fresh by `plan_limits_invalidate`)."""
+    """Return the plan's limits from the cache (kept fresh by `crm.services.plan_changed`)."""
 
     def load() -> PlanLimits:
         values = Plan.objects.values("max_numbers", "messages_per_day", "api_requests_per_minute").get(pk=plan_id)
@@ -116,6 +116,7 @@ class ApiKeyGrant:
 
     api_key: ApiKey  # built from the cache: its organization loads on first access
     plan_id: int
+    requests_per_minute: int  # the plan's, kept in the same entry: no second Redis read per request
 
 
 _API_KEY_FIELDS = ("id", "organization_id", "name", "prefix", "key_hash", "created_by_id", "created_at")
@@ -126,14 +127,21 @@ def api_key_valid(*, key_hash: str, now: datetime) -> ApiKeyGrant | None:
 
     A key is valid unless revoked, past its rotation expiry, or of a suspended organization. The
     entry keeps the expiry and is checked here, so a grace period ends on time without any
-    invalidation; revocations and organization changes invalidate it (crm.cache).
+    invalidation; revocations, organization and plan changes invalidate it (crm.cache).
     """
 
     def load() -> dict | None:
         # An unknown key is cached too (as None): a new key's hash is one nobody asked for before.
         return (
             ApiKey.objects.filter(key_hash=key_hash)
-            .values(*_API_KEY_FIELDS, "expires_at", "revoked_at", "organization__is_active", "organization__plan_id")
+            .values(
+                *_API_KEY_FIELDS,
+                "expires_at",
+                "revoked_at",
+                "organization__is_active",
+                "organization__plan_id",
+                "organization__plan__api_requests_per_minute",
+            )
             .first()
         )
 
@@ -147,7 +155,11 @@ def api_key_valid(*, key_hash: str, now: datetime) -> ApiKeyGrant | None:
         return None
     api_key = ApiKey(**{field: row[field] for field in _API_KEY_FIELDS}, expires_at=row["expires_at"])
     api_key._state.adding = False
-    return ApiKeyGrant(api_key=api_key, plan_id=row["organization__plan_id"])
+    return ApiKeyGrant(
+        api_key=api_key,
+        plan_id=row["organization__plan_id"],
+        requests_per_minute=row["organization__plan__api_requests_per_minute"],
+    )
 
 
 def api_keys_of_organization(*, organization_id: int) -> QuerySet[ApiKey]:

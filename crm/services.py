@@ -104,6 +104,7 @@ def number_changed(*, organization_id: int) -> None:
 def plan_changed(*, plan_id: int) -> None:
     """Call in every write to a plan: its cached limits go stale when it commits."""
     cache_invalidate(plan_limits_cache_name(plan_id))
+    cache_invalidate(api_keys_cache_name())  # key grants carry their plan's request rate
 
 
 class NumberLimitReachedError(Exception):

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from crm.models import Chat, WhatsAppNumber
 from crm.selectors import membership_current, memberships_of_user
-from messaging.models import Message
+from messaging.models import DailyUsage, Message
 
 
 def number_for_webhook(*, provider: str, instance_name: str) -> WhatsAppNumber | None:
@@ -79,3 +79,13 @@ def messages_per_minute(*, minutes: int = 1) -> dict:
         outbound=Count("id", filter=Q(direction=Message.Direction.OUTBOUND)),
     )
     return {"in": counts["inbound"] / minutes, "out": counts["outbound"] / minutes}
+
+
+def messages_sent_on(*, organization_id: int, day) -> int:
+    """Outbound messages the organization had accepted on `day` (UTC): its daily quota's count."""
+    return (
+        DailyUsage.objects.filter(organization_id=organization_id, day=day)
+        .values_list("messages_sent", flat=True)
+        .first()
+        or 0
+    )

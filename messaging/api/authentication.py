@@ -18,10 +18,10 @@ class ApiClient:
     is_superuser = False
     pk = id = None
 
-    def __init__(self, api_key: ApiKey, *, plan_id: int):
+    def __init__(self, api_key: ApiKey, *, requests_per_minute: int):
         self.api_key = api_key
         self.organization_id = api_key.organization_id
-        self.plan_id = plan_id
+        self.requests_per_minute = requests_per_minute
 
     def __str__(self) -> str:
         return f"API key {self.api_key.prefix}"
@@ -46,7 +46,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             # One answer for unknown, revoked and expired keys: nothing to learn by probing.
             raise exceptions.AuthenticationFailed("The API key is not valid (unknown, revoked or expired).")
         api_key_used(api_key=grant.api_key, now=now)
-        return ApiClient(grant.api_key, plan_id=grant.plan_id), grant.api_key
+        return ApiClient(grant.api_key, requests_per_minute=grant.requests_per_minute), grant.api_key
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'

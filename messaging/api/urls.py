@@ -2,12 +2,13 @@
 
 from django.urls import path
 
-from messaging.api import chats, contacts, keys, messages, numbers, webhooks
+from messaging.api import chats, contacts, keys, limits, messages, numbers, webhooks
 
 app_name = "api"
 
 urlpatterns: list = [
     path("auth/rotate-key", keys.KeyRotateApi.as_view(), name="key-rotate"),
+    path("limits/", limits.LimitsApi.as_view(), name="limits"),
     # numbers
     path("numbers/", numbers.NumberListApi.as_view(), name="number-list"),
     path("numbers/<int:number_id>/", numbers.NumberDetailApi.as_view(), name="number-detail"),

@@ -4,6 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from crm.models import Plan
@@ -103,3 +104,18 @@ def test_keys_are_counted_separately(db, held_clock):
         throttling.rate_limit_count(api_key_id=1, limit=3)
     assert throttling.rate_limit_count(api_key_id=1, limit=3).retry_after > 0
     assert throttling.rate_limit_count(api_key_id=2, limit=3).retry_after == 0
+
+
+def test_limits_show_the_plan_and_todays_quota_use(api, org_a, chat_a, django_capture_on_commit_callbacks):
+    api.post(reverse("api:message-send", args=[chat_a.pk]), {"text": "one"}, format="json")
+    body = api.get(reverse("api:limits")).json()
+    plan = org_a.organization.plan
+    assert body["requests_per_minute"] == plan.api_requests_per_minute
+    assert (body["messages_per_day"], body["messages_sent_today"]) == (plan.messages_per_day, 1)
+    assert (body["max_numbers"], body["numbers"]) == (plan.max_numbers, 1)
+    assert body["quota_resets_at"].endswith("T00:00:00+00:00")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        Plan.objects.filter(pk=plan.pk).update(max_numbers=9)
+        plan_changed(plan_id=plan.pk)
+    assert api.get(reverse("api:limits")).json()["max_numbers"] == 9
