@@ -177,7 +177,7 @@ WEBHOOK_EVENT_TYPES = (
     "number.state",  # a number connected, disconnected, logged out
     "chat.assigned",
     "chat.resolved",
-    "chat.updated",  # reopened, pending, marked read, a new message's preview
+    "chat.updated",  # reopened, set pending, marked read
 )
 
 
