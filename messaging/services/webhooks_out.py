@@ -6,7 +6,10 @@ commit in cursor order under the organization's row lock). Reading it after each
 cursor therefore misses nothing and adds nothing to the hot paths (provider webhooks, sends): they
 keep writing one event row, and the fan-out's cost lands in a Celery worker. Celery beat runs the
 fan-out every 2 seconds (config/periodic.py), and each run drains the backlog in
-batches, so a delivery starts within a couple of seconds of its event.
+batches, so a delivery starts within a couple of seconds of its event. No on-demand enqueue per
+event: that would put a broker publish into every ingest and send transaction (the paths this
+design keeps clean), and a burst would enqueue thousands of fan-outs that find nothing to do; a
+run finds no subscription behind its log in one indexed query, so beating often costs ~2 ms.
 
 Each delivery is a row (unique per subscription and event, so a fan-out that runs twice creates
 nothing twice), claimed with a compare-and-set before each attempt (a task delivered twice sends
