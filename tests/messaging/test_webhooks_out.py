@@ -351,3 +351,14 @@ def test_admin_creates_a_subscription_and_shows_its_secret_once(superuser_client
     assert subscription.cursor == chat.organization.event_sequence
     page = superuser_client.get(reverse("admin:messaging_webhooksubscription_change", args=[subscription.pk]))
     assert subscription.secret not in page.content.decode()
+
+
+def test_admin_delivery_search_takes_ids_and_urls(superuser_client, chat, sink):
+    subscribe(chat, sink.url + "/found-by-url")
+    assign(chat)
+    webhook_fanout()
+    delivery = the_delivery()
+    changelist = reverse("admin:messaging_webhookdelivery_changelist")
+    for query in (str(delivery.pk), "found-by-url"):
+        assert list(superuser_client.get(changelist, {"q": query}).context["cl"].result_list) == [delivery]
+    assert superuser_client.get(changelist, {"q": "no such thing"}).status_code == 200
