@@ -201,6 +201,9 @@ API_KEY_ROTATION_GRACE_SECONDS = env.int("API_KEY_ROTATION_GRACE_SECONDS", defau
 # Signed webhooks to integrators: per-request timeout, attempts per delivery before it fails.
 WEBHOOK_OUT_TIMEOUT_SECONDS = env.float("WEBHOOK_OUT_TIMEOUT_SECONDS", default=10.0)
 WEBHOOK_OUT_MAX_ATTEMPTS = env.int("WEBHOOK_OUT_MAX_ATTEMPTS", default=10)
+# Off: webhooks go only to public addresses (set it off where several organizations share the
+# installation, so none can reach its internal network). On by default for local receivers.
+WEBHOOK_OUT_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_OUT_ALLOW_PRIVATE_NETWORKS", default=True)
 
 # --- Inbound (issue: inbound and real time) --------------------------------------------------------
 # Webhook bodies above this are refused (413); Evolution's base64 media makes them large.

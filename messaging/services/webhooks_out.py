@@ -23,11 +23,14 @@ subscription's secret>`, with `X-Conversa-Timestamp` (Unix seconds) and `X-Conve
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
@@ -228,6 +231,27 @@ def webhook_deliver_enqueue(delivery_id: int, *, countdown: float | None = None)
         logger.warning("could not enqueue webhook delivery %s; the sweep will", delivery_id, exc_info=True)
 
 
+def webhook_host_refused(url: str) -> str:
+    """Return why `url` may not be called, or "" (WEBHOOK_OUT_ALLOW_PRIVATE_NETWORKS off).
+
+    On an installation shared by several organizations, a subscription must not reach the
+    servers' own network (metadata services, databases, admin ports): every address the host
+    resolves to must be public. Checked before each attempt, so a DNS change is caught too.
+    """
+    if settings.WEBHOOK_OUT_ALLOW_PRIVATE_NETWORKS:
+        return ""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+    except (OSError, UnicodeError):
+        return ""  # unresolvable: the attempt fails as a connection error and is retried
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global:
+            return f"Refused: {host} resolves to {ip}, a private address (WEBHOOK_OUT_ALLOW_PRIVATE_NETWORKS)."
+    return ""
+
+
 def _claim(delivery_id: int, now: datetime) -> bool:
     # A retry's task may arrive a moment before its time: a second of slack.
     return bool(
@@ -255,6 +279,9 @@ def webhook_delivery_attempt(*, delivery_id: int) -> str:
     }
     status_code, error, retry_after, is_temporary = None, "", None, True
     started = time.monotonic()
+    refused = webhook_host_refused(delivery.subscription.url)
+    if refused:
+        return _attempt_record(delivery, None, refused, 0, False, None)
     try:
         response = requests.post(
             delivery.subscription.url,

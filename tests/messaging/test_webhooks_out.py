@@ -20,6 +20,7 @@ from messaging.services.webhooks_out import (
     webhook_deliveries_sweep,
     webhook_delivery_attempt,
     webhook_fanout,
+    webhook_host_refused,
     webhook_subscription_create,
     webhook_subscription_update,
 )
@@ -362,3 +363,27 @@ def test_admin_delivery_search_takes_ids_and_urls(superuser_client, chat, sink):
     for query in (str(delivery.pk), "found-by-url"):
         assert list(superuser_client.get(changelist, {"q": query}).context["cl"].result_list) == [delivery]
     assert superuser_client.get(changelist, {"q": "no such thing"}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "10.1.2.3", "169.254.169.254", "[::1]"])
+def test_private_addresses_can_be_refused(chat, settings, host):
+    settings.WEBHOOK_OUT_ALLOW_PRIVATE_NETWORKS = False
+    receiver = WebhookSink()
+    try:
+        port = receiver.url.rsplit(":", 1)[1]
+        subscribe(chat, f"http://{host}:{port}/hook")
+        assign(chat)
+        webhook_fanout()
+        assert webhook_delivery_attempt(delivery_id=the_delivery().pk) == "failed"
+    finally:
+        receiver.stop()
+    assert receiver.received == []
+    assert "private address" in the_delivery().last_error
+
+
+def test_public_addresses_pass_the_private_network_check(settings):
+    settings.WEBHOOK_OUT_ALLOW_PRIVATE_NETWORKS = False
+    assert webhook_host_refused("https://93.184.216.34/hook") == ""
+    assert webhook_host_refused("https://192.168.0.10/hook").startswith("Refused")
+    settings.WEBHOOK_OUT_ALLOW_PRIVATE_NETWORKS = True
+    assert webhook_host_refused("https://192.168.0.10/hook") == ""
