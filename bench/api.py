@@ -288,7 +288,10 @@ def main() -> None:
         server_stop(server)
     in_process_round(secret, plan_of_requests(200, chat_ids, seed=3))  # warm up
     uncontended = in_process_round(secret, plan_of_requests(args.in_process, chat_ids, seed=4))
-    redis.Redis.from_url(REDIS_URL).delete("celery")  # the sends' delivery tasks: no worker runs here
+    client = redis.Redis.from_url(REDIS_URL)
+    client.delete("celery")  # the sends' delivery tasks: no worker runs here
+    for key in client.scan_iter(match=f"{ENV['CACHE_KEY_PREFIX']}:*", count=500):
+        client.delete(key)  # cached entries, versions, rate windows of this run
 
     print_round(f"{args.clients} clients, uvicorn", concurrent)
     print_round("1 client, in process", uncontended)
