@@ -42,7 +42,7 @@ _QUEUE_OF_MODULE = {
     "messaging.tasks.outbound": QUEUE_SENDS,
     "messaging.tasks.numbers": QUEUE_SENDS,
     "messaging.tasks.inbound": QUEUE_INBOUND,
-    "messaging.tasks.webhooks": QUEUE_INBOUND,
+    "messaging.tasks.webhooks_out": QUEUE_INBOUND,
 }
 # A test harness that puts every task of a run on one private queue turns routing off.
 queue_routing_enabled = True

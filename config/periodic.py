@@ -110,6 +110,15 @@ PERIODIC_TASKS: dict[str, PeriodicTaskSpec] = {
         expire_seconds=DAY // 2,
         description="Delete health check results older than HEALTH_RETENTION_DAYS, in batches.",
     ),
+    "messaging.webhook_fanout": PeriodicTaskSpec(
+        task="messaging.tasks.webhooks_out.webhook_fanout",
+        every_seconds=2,
+        expire_seconds=2,
+        description=(
+            "Turn new events of the organizations' logs into signed webhook deliveries to integrators, "
+            "and re-enqueue deliveries a lost task left behind."
+        ),
+    ),
 }
 
 

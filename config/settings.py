@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
     "crm",
@@ -171,19 +173,55 @@ OUTBOX_RETRY_MAX_SECONDS = env.float("OUTBOX_RETRY_MAX_SECONDS", default=300.0)
 # A message queued or sending for longer than this is taken as lost by the broker and re-enqueued.
 OUTBOX_STUCK_AFTER_SECONDS = env.int("OUTBOX_STUCK_AFTER_SECONDS", default=120)
 
-# --- API ---------------------------------------------------------------------------------------------
+# --- API (issue: integrator API) ---------------------------------------------------------------
 REST_FRAMEWORK = {
-    # API keys come with the API issue; until then, a logged-in session or HTTP Basic.
+    # Integrators send `Authorization: Bearer <API key>`; the browser's session (and HTTP Basic, for
+    # quick trials with curl) keep working. API keys come first, so a 401 names Bearer.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "messaging.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": ["messaging.api.permissions.HasOrganization"],
+    "DEFAULT_THROTTLE_CLASSES": ["messaging.api.throttling.ApiKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     # Every error, ours or DRF's, answers {"error": {"code", "message", "details"}}.
     "EXCEPTION_HANDLER": "messaging.api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "messaging.api.schema.ConversaAutoSchema",
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Conversa API",
+    "DESCRIPTION": (
+        "The integrator API of Conversa. Authenticate with `Authorization: Bearer <API key>`. "
+        'Every error answers `{"error": {"code", "message", "details"}}`.'
+    ),
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ChatStatus": "crm.models.Chat.Status",
+        "MessageStatus": "messaging.models.Message.Status",
+        "NumberState": "crm.models.WhatsAppNumber.State",
+        "DeliveryStatus": "messaging.models.WebhookDelivery.Status",
+        "WebhookEventType": "messaging.models.WEBHOOK_EVENT_TYPES",
+    },
+    # Swagger UI from drf-spectacular-sidecar's files under /static/: no CDN needed or reachable.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+# A rotated key keeps working this long, so integrators can deploy the new one without downtime.
+API_KEY_ROTATION_GRACE_SECONDS = env.int("API_KEY_ROTATION_GRACE_SECONDS", default=24 * 60 * 60)
+# Signed webhooks to integrators: per-request timeout, attempts per delivery before it fails.
+WEBHOOK_OUT_TIMEOUT_SECONDS = env.float("WEBHOOK_OUT_TIMEOUT_SECONDS", default=10.0)
+WEBHOOK_OUT_MAX_ATTEMPTS = env.int("WEBHOOK_OUT_MAX_ATTEMPTS", default=10)
+# Off: webhooks go only to public addresses (set it off where several organizations share the
+# installation, so none can reach its internal network). On by default for local receivers.
+WEBHOOK_OUT_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_OUT_ALLOW_PRIVATE_NETWORKS", default=True)
 
 # --- Inbound (issue: inbound and real time) --------------------------------------------------------
 # Webhook bodies above this are refused (413); Evolution's base64 media makes them large.

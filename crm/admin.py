@@ -5,7 +5,7 @@ memberships) use autocomplete: a <select> of every row would render them all on 
 """
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import models
@@ -15,6 +15,7 @@ from django.utils import timezone
 from config.admin_site import SuperuserOnlyAdminMixin
 from crm.admin_mixins import BigTableAdminMixin, OrganizationListFilter, OrganizationWalledMixin
 from crm.models import (
+    ApiKey,
     Chat,
     Contact,
     ContactIdentity,
@@ -26,7 +27,14 @@ from crm.models import (
     QuickReply,
     WhatsAppNumber,
 )
-from crm.services import provider_servers_drain
+from crm.services import (
+    api_key_create,
+    api_key_revoke,
+    api_keys_changed,
+    number_changed,
+    plan_changed,
+    provider_servers_drain,
+)
 
 
 @admin.register(Plan)
@@ -41,6 +49,15 @@ class PlanAdmin(SuperuserOnlyAdminMixin, admin.ModelAdmin):
     ]
     list_filter = ["default_provider"]
     search_fields = ["code", "name"]
+
+    # Plan limits are cached (crm.cache); every write through the admin makes the cache old.
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        plan_changed(plan_id=obj.pk)
+
+    def delete_model(self, request, obj) -> None:
+        plan_changed(plan_id=obj.pk)
+        super().delete_model(request, obj)
 
 
 class MembershipOfOrganizationInline(OrganizationWalledMixin, admin.TabularInline):
@@ -70,6 +87,15 @@ class OrganizationAdmin(OrganizationWalledMixin, admin.ModelAdmin):
 
     def get_prepopulated_fields(self, request, obj=None):
         return self.prepopulated_fields if request.user.is_superuser else {}
+
+    # A suspended organization's keys stop at once; cached keys carry the organization's state.
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        api_keys_changed()
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        api_keys_changed()
 
     def has_add_permission(self, request) -> bool:
         # An organization is a customer account: platform staff open and close them.
@@ -171,6 +197,20 @@ class WhatsAppNumberAdmin(OrganizationWalledMixin, admin.ModelAdmin):
             return readonly_fields
         # Which server hosts a number is platform capacity planning; customers don't pick it.
         return [*readonly_fields, "server"]
+
+    # The numbers list is cached per organization (crm.cache): every admin write makes it old.
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        number_changed(organization_id=obj.organization_id)
+
+    def delete_model(self, request, obj) -> None:
+        number_changed(organization_id=obj.organization_id)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for organization_id in set(queryset.values_list("organization_id", flat=True)):
+            number_changed(organization_id=organization_id)
+        super().delete_queryset(request, queryset)
 
 
 @admin.register(HealthCheck)
@@ -307,3 +347,64 @@ admin.site.unregister(User)
 @admin.register(User)
 class UserAdmin(SuperuserOnlyAdminMixin, DjangoUserAdmin):
     inlines = [*DjangoUserAdmin.inlines, MembershipOfUserInline]
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["organization", "name"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(OrganizationWalledMixin, admin.ModelAdmin):
+    """API keys: created here or on the site, shown once; only their hash and prefix are stored."""
+
+    list_display = [
+        "name",
+        "prefix",
+        "organization",
+        "created_by",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+    ]
+    list_filter = [("organization", OrganizationListFilter)]
+    search_fields = ["name", "prefix"]
+    list_select_related = ["organization", "created_by"]
+    autocomplete_fields = ["organization"]
+    actions = ["revoke"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = ApiKeyAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ["organization", "name"] if obj is None else self.list_display
+
+    def get_readonly_fields(self, request, obj=None):
+        return [] if obj is None else self.get_fields(request, obj)
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            return  # nothing of a key changes by hand; revoke it instead
+        created, secret = api_key_create(
+            organization=form.cleaned_data["organization"], name=form.cleaned_data["name"], created_by=request.user
+        )
+        obj.pk = created.pk
+        self.message_user(request, f"The new API key (shown only now, copy it): {secret}", messages.WARNING)
+
+    @admin.action(description="Revoke selected API keys (they stop working at once)")
+    def revoke(self, request, queryset) -> None:
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            api_key_revoke(api_key=api_key)
+        self.message_user(request, "Revoked.", messages.SUCCESS)
+
+    def delete_model(self, request, obj) -> None:
+        super().delete_model(request, obj)
+        api_keys_changed()
+
+    def delete_queryset(self, request, queryset) -> None:
+        super().delete_queryset(request, queryset)
+        api_keys_changed()

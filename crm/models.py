@@ -380,3 +380,36 @@ class QuickReply(models.Model):
 
     def __str__(self) -> str:
         return f"/{self.shortcut}"
+
+
+class ApiKey(models.Model):
+    """A secret an integrator sends as `Authorization: Bearer <key>`; acts for its organization.
+
+    Only a SHA-256 of the key is kept (keys are 256 random bits, so a fast hash is as safe as a slow
+    one and costs microseconds per request); the key itself is shown once, when created. `prefix`
+    is its first characters, shown in lists so people can tell keys apart. A rotated key keeps
+    working until `expires_at`; a revoked one stops at once.
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=120)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Set when the key is rotated.")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["organization", "-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(key_hash__regex=r"^[0-9a-f]{64}$"), name="api_key_hash_is_sha256"),
+            models.CheckConstraint(condition=~Q(prefix=""), name="api_key_has_prefix"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"

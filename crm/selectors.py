@@ -1,11 +1,14 @@
 """Reads of the CRM, always scoped to what the caller may see."""
 
+from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from crm.models import Chat, ChatNote, Contact, Membership, ProviderServer, QuickReply, WhatsAppNumber
+from crm.cache import api_keys_cache_name, cached, cached_under, numbers_cache_name, plan_limits_cache_name
+from crm.models import ApiKey, Chat, ChatNote, Contact, Membership, Plan, ProviderServer, QuickReply, WhatsAppNumber
 from providers.base import ProviderTarget
 
 SESSION_ORGANIZATION_KEY = "organization_id"
@@ -144,3 +147,102 @@ def quick_replies_of_organization(*, organization_id: int) -> QuerySet[QuickRepl
 def quick_replies_for_composer(*, organization_id: int) -> list[dict]:
     """The quick replies as the composer's "/" menu needs them (rendered into the page as JSON)."""
     return list(quick_replies_of_organization(organization_id=organization_id).values("shortcut", "text"))
+
+
+# --- cached reads (crm.cache: invalidated by version after every change) -------------------------
+@dataclass(frozen=True)
+class PlanLimits:
+    max_numbers: int
+    messages_per_day: int | None
+    api_requests_per_minute: int
+
+
+def plan_limits(*, plan_id: int) -> PlanLimits:
+    """Return the plan's limits from the cache (kept fresh by `crm.services.plan_changed`)."""
+
+    def load() -> PlanLimits:
+        values = Plan.objects.values("max_numbers", "messages_per_day", "api_requests_per_minute").get(pk=plan_id)
+        return PlanLimits(**values)
+
+    return cached(plan_limits_cache_name(plan_id), load)
+
+
+NUMBER_FIELDS = ("id", "name", "phone", "provider", "state", "last_seen_at", "created_at")
+
+
+def number_rows_cached(*, organization_id: int) -> list[dict]:
+    """Return `numbers_of_organization` as rows of their public fields, from the cache (the API's list).
+
+    Every service that changes a number invalidates it after commit (crm.cache).
+    """
+
+    def load() -> list[dict]:
+        return list(numbers_of_organization(organization_id=organization_id).values(*NUMBER_FIELDS))
+
+    return cached(numbers_cache_name(organization_id), load)
+
+
+# --- API keys --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ApiKeyGrant:
+    """What a valid API key lets a request do: act for its organization, under its plan's limits."""
+
+    api_key: ApiKey  # built from the cache: its organization loads on first access
+    plan_id: int
+    requests_per_minute: int  # the plan's, kept in the same entry: no second Redis read per request
+
+
+_API_KEY_FIELDS = ("id", "organization_id", "name", "prefix", "key_hash", "created_by_id", "created_at")
+
+
+def api_key_valid(*, key_hash: str, now: datetime) -> ApiKeyGrant | None:
+    """Return the grant of the key with this hash when it may be used now, from the cache.
+
+    A key is valid unless revoked, past its rotation expiry, or of a suspended organization. The
+    entry keeps the expiry and is checked here, so a grace period ends on time without any
+    invalidation; revocations, organization and plan changes invalidate it (crm.cache).
+    """
+
+    def load() -> dict | None:
+        # An unknown key is cached too (as None): a new key's hash is one nobody asked for before.
+        return (
+            ApiKey.objects.filter(key_hash=key_hash)
+            .values(
+                *_API_KEY_FIELDS,
+                "expires_at",
+                "revoked_at",
+                "organization__is_active",
+                "organization__plan_id",
+                "organization__plan__api_requests_per_minute",
+            )
+            .first()
+        )
+
+    row = cached_under(api_keys_cache_name(), f"api-key:{key_hash}", load)
+    if (
+        row is None
+        or row["revoked_at"] is not None
+        or not row["organization__is_active"]
+        or (row["expires_at"] is not None and row["expires_at"] <= now)
+    ):
+        return None
+    api_key = ApiKey(**{field: row[field] for field in _API_KEY_FIELDS}, expires_at=row["expires_at"])
+    api_key._state.adding = False
+    return ApiKeyGrant(
+        api_key=api_key,
+        plan_id=row["organization__plan_id"],
+        requests_per_minute=row["organization__plan__api_requests_per_minute"],
+    )
+
+
+def api_keys_of_organization(*, organization_id: int) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(organization_id=organization_id).select_related("created_by")
+
+
+def contacts_of_organization(*, organization_id: int, search: str = "") -> QuerySet[Contact]:
+    """Return the organization's contacts; `search` matches a part of the name or of the phone."""
+    contacts = Contact.objects.filter(organization_id=organization_id)
+    search = search.strip()
+    if search:
+        contacts = contacts.filter(Q(name__icontains=search) | Q(phone__contains=search))
+    return contacts

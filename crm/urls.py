@@ -1,6 +1,6 @@
 from django.urls import path
 
-from crm import inbox_views, number_views, views
+from crm import api_key_views, inbox_views, number_views, views
 
 app_name = "crm"
 
@@ -34,4 +34,6 @@ urlpatterns = [
     path("numbers/<int:number_id>/connect/", number_views.number_connect, name="number-connect"),
     path("numbers/<int:number_id>/logout/", number_views.number_logout, name="number-logout"),
     path("numbers/<int:number_id>/delete/", number_views.number_delete, name="number-delete"),
+    path("api-keys/", api_key_views.api_keys, name="api-keys"),
+    path("api-keys/<int:api_key_id>/revoke/", api_key_views.api_key_revoke_view, name="api-key-revoke"),
 ]

@@ -1,5 +1,6 @@
 """Admin for messages: the biggest table, so it lists without COUNT(*) and without sorting it all."""
 
+from django import forms
 from django.contrib import admin, messages
 from django.http import JsonResponse
 from django.template.response import TemplateResponse
@@ -11,9 +12,16 @@ from crm.admin_mixins import (
     OrganizationWalledMixin,
     organization_ids_administered,
 )
-from messaging.models import Message
+from messaging.models import WEBHOOK_EVENT_TYPES, Message, WebhookAttempt, WebhookDelivery, WebhookSubscription
 from messaging.monitoring import MonitoringScope, monitoring_figures
 from messaging.services.outbound import MessageStateError, message_retry
+from messaging.services.webhooks_out import (
+    WebhookSubscriptionError,
+    webhook_delivery_replay,
+    webhook_subscription_create,
+    webhook_subscription_update,
+    webhook_url_normalized,
+)
 
 # How often the dashboard page asks for fresh figures.
 MONITORING_REFRESH_SECONDS = 3
@@ -102,3 +110,115 @@ def monitoring_data_view(request):
     response = JsonResponse(monitoring_figures(scope=monitoring_scope_of(request)))
     response["Cache-Control"] = "no-store"
     return response
+
+
+# --- webhooks to integrators --------------------------------------------------------------------------
+class WebhookSubscriptionForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https")
+    events = forms.MultipleChoiceField(
+        choices=[(event_type, event_type) for event_type in WEBHOOK_EVENT_TYPES], widget=forms.CheckboxSelectMultiple
+    )
+
+    class Meta:
+        model = WebhookSubscription
+        fields = ["organization", "url", "events", "description", "is_active"]
+
+    def clean_url(self) -> str:
+        try:
+            return webhook_url_normalized(self.cleaned_data["url"])
+        except WebhookSubscriptionError as error:
+            raise forms.ValidationError(str(error)) from error
+
+
+@admin.register(WebhookSubscription)
+class WebhookSubscriptionAdmin(OrganizationWalledMixin, admin.ModelAdmin):
+    # The secret is never listed nor shown again after creation (see ProviderServerAdmin).
+    form = WebhookSubscriptionForm
+    list_display = ["url", "organization", "events", "is_active", "cursor", "created_at"]
+    list_filter = [("organization", OrganizationListFilter), "is_active"]
+    search_fields = ["url", "description"]
+    list_select_related = ["organization"]
+    autocomplete_fields = ["organization"]
+    readonly_fields = ["cursor", "created_at"]
+
+    def save_model(self, request, obj, form, change) -> None:
+        data = form.cleaned_data
+        if change:
+            webhook_subscription_update(
+                subscription=obj,
+                url=data["url"],
+                events=data["events"],
+                description=data["description"],
+                is_active=data["is_active"],
+            )
+            return
+        created = webhook_subscription_create(
+            organization=data["organization"], url=data["url"], events=data["events"], description=data["description"]
+        )
+        obj.pk = created.pk
+        self.message_user(
+            request,
+            f"Signing secret of this subscription (shown only now, copy it): {created.secret}",
+            messages.WARNING,
+        )
+
+
+class WebhookAttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    fields = ["created_at", "status_code", "duration_ms", "error"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    # The parent delivery's admin is walled; its inline shows what that delivery's page shows.
+    def has_view_permission(self, request, obj=None) -> bool:
+        return True
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(BigTableAdminMixin, OrganizationWalledMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "organization",
+        "subscription",
+        "event_type",
+        "status",
+        "attempts",
+        "last_status_code",
+        "next_attempt_at",
+    ]
+    list_filter = [("organization", OrganizationListFilter), "status", "event_type"]
+    search_fields = ["=id", "subscription__url"]
+    list_select_related = ["organization", "subscription"]
+    fields = [
+        "organization",
+        "subscription",
+        "event",
+        "event_type",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "last_status_code",
+        "last_error",
+        "created_at",
+        "updated_at",
+    ]
+    readonly_fields = fields
+    inlines = [WebhookAttemptInline]
+    actions = ["replay"]
+    ordering = ["-id"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # deliveries come from events, never by hand
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False  # read-only; replaying is the action
+
+    @admin.action(description="Replay selected deliveries (send them again)")
+    def replay(self, request, queryset) -> None:
+        replayed = [webhook_delivery_replay(delivery=delivery) for delivery in queryset]
+        self.message_user(request, f"{len(replayed)} delivery(ies) queued to be sent again.", messages.SUCCESS)

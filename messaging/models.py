@@ -196,3 +196,101 @@ class HourlyStatistic(models.Model):
 
     def __str__(self) -> str:
         return f"number {self.number_id} at {self.hour:%Y-%m-%d %H:00}: {self.messages_total}"
+
+
+# The event-log types an integrator may subscribe to (see messaging.events and services.chats).
+WEBHOOK_EVENT_TYPES = (
+    "message.created",  # a message received, or one of ours accepted for sending
+    "message.status",  # an outbound message sent, delivered, read or failed
+    "number.state",  # a number connected, disconnected, logged out
+    "chat.assigned",
+    "chat.resolved",
+    "chat.updated",  # reopened, set pending, marked read
+)
+
+
+class WebhookSubscription(models.Model):
+    """An integrator's URL that receives an organization's events of the chosen types, signed.
+
+    `cursor` is the last event sequence of the organization already turned into deliveries for
+    this subscription: the fan-out reads the event log after it (messaging.services.webhooks_out).
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="webhook_subscriptions")
+    url = models.URLField(max_length=500)
+    events = models.JSONField(default=list, help_text="Event types delivered, such as message.created.")
+    secret = models.CharField(max_length=64, help_text="Signs every delivery (HMAC-SHA256).")
+    is_active = models.BooleanField(default=True)
+    description = models.CharField(max_length=200, blank=True)
+    cursor = models.PositiveBigIntegerField(default=0, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["organization", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(secret=""), name="webhook_subscription_has_secret"),
+            models.CheckConstraint(
+                condition=Q(url__startswith="http://") | Q(url__startswith="https://"),
+                name="webhook_subscription_url_is_http",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.url
+
+
+class WebhookDelivery(models.Model):
+    """One event sent to one subscription: retried until it succeeds or fails for good."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SENDING = "sending", "Sending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    subscription = models.ForeignKey(WebhookSubscription, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="+")
+    event_type = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "webhook deliveries"
+        ordering = ["-id"]
+        constraints = [
+            # An event is delivered once per subscription, however often the fan-out runs.
+            models.UniqueConstraint(fields=["subscription", "event"], name="webhook_delivery_once_per_event"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["status", "next_attempt_at"],
+                condition=Q(status__in=["pending", "sending"]),
+                name="webhook_delivery_due",
+            ),
+            models.Index(fields=["subscription", "-id"], name="webhook_delivery_by_sub"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.subscription_id} ({self.status})"
+
+
+class WebhookAttempt(models.Model):
+    """One HTTP request of a delivery, as it went: what came back, how long it took, what failed."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField()
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["delivery", "id"]
+
+    def __str__(self) -> str:
+        return f"attempt {self.pk} of delivery {self.delivery_id}: {self.status_code or self.error[:40]}"

@@ -228,3 +228,13 @@ def quota_left(*, organization) -> int | None:
     day = timezone.now().astimezone(UTC).date()
     used = DailyUsage.objects.filter(organization=organization, day=day).values_list("messages_sent", flat=True)
     return max(0, limit - (used.first() or 0))
+
+
+def messages_sent_on(*, organization_id: int, day) -> int:
+    """Outbound messages the organization had accepted on `day` (UTC): its daily quota's count."""
+    return (
+        DailyUsage.objects.filter(organization_id=organization_id, day=day)
+        .values_list("messages_sent", flat=True)
+        .first()
+        or 0
+    )

@@ -6,12 +6,12 @@ Every error is answered in the one JSON shape `{"error": {"code", "message", "de
 import time
 from dataclasses import asdict
 
-import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
+from crm.cache import redis_client
 from messaging.api.errors import error_body
 from messaging.events import events_after
 from messaging.selectors import (
@@ -23,7 +23,6 @@ from messaging.selectors import (
 from messaging.services.inbound import qr_cache_key
 
 CATCH_UP_LIMIT = 500
-_redis_clients: dict[str, redis.Redis] = {}
 
 
 def error_response(status: int, code: str, message: str, details: dict | None = None) -> JsonResponse:
@@ -39,13 +38,6 @@ def _not_found() -> JsonResponse:
 
 
 # --- Redis counters (statistics only: the database stays the truth) -----------------------------------
-def redis_client() -> redis.Redis:
-    client = _redis_clients.get(settings.REDIS_URL)
-    if client is None:
-        client = _redis_clients[settings.REDIS_URL] = redis.Redis.from_url(settings.REDIS_URL)
-    return client
-
-
 def stats_key(name: str) -> str:
     return f"{settings.CACHE_KEY_PREFIX}:stats:{name}"
 

@@ -8,7 +8,7 @@ from crm.migration_operations import composite_foreign_key
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("crm", "0006_inbox"),
+        ("crm", "0007_api"),
     ]
 
     operations = [

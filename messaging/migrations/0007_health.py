@@ -62,8 +62,8 @@ def _run(postgresql: list[str], sqlite: list[str]):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("crm", "0005_event_log"),
-        ("messaging", "0004_media_state_and_daily_usage"),
+        ("crm", "0008_health"),
+        ("messaging", "0006_api"),
     ]
 
     operations = [

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from crm.models import HealthCheck, WhatsAppNumber
 from crm.selectors import number_provider_target, numbers_active
+from crm.services import number_changed
 from messaging.events import event_log_lock
 from messaging.models import Message
 from messaging.services.numbers import number_state_event
@@ -88,6 +89,7 @@ def number_archive(*, number_id: int, now: datetime) -> bool:
             reason=f"Archived: disconnected and unseen for over {settings.NUMBER_ARCHIVE_AFTER_DAYS} days.",
             archived_at=now.isoformat(),
         )
+        number_changed(organization_id=archived.organization_id)  # it leaves the cached numbers list
         payload = dataclasses.asdict(number_provider_target(archived))
         transaction.on_commit(lambda: provider_instance_delete.delay(payload))
     return True

@@ -31,41 +31,64 @@ def labels_parse(raw: str) -> list[str]:
     return labels
 
 
-@transaction.atomic
-def contact_update(*, contact: Contact, name: str, phone: str, labels: list[str], notes: str) -> Contact:
-    """Save what an agent knows about the contact; the phone is stored in E.164.
+PHONE_TAKEN = "phone_taken"  # the ValidationError code when another contact has the phone
 
-    A changed phone is also recorded as one of the contact's WhatsApp ids, so the next message
-    from it lands in the same chat. Raise ValidationError (by field) for a phone that is not
-    international or that another contact of the organization already has.
+
+@transaction.atomic
+def contact_update(
+    *,
+    contact: Contact,
+    name: str | None = None,
+    phone: str | None = None,
+    labels: list[str] | None = None,
+    notes: str | None = None,
+) -> Contact:
+    """Change what is given about the contact (None leaves a field as it is); one writer for the
+    inbox's contact panel and the API.
+
+    A phone is stored in E.164, and a changed one is also recorded as one of the contact's
+    WhatsApp ids, so the next message from it lands in the same chat. Raise ValidationError (by
+    field) for a phone that is not international, or that another contact of the organization
+    already has (code PHONE_TAKEN); nothing is saved then.
     """
-    errors: dict[str, str] = {}
-    phone = (phone or "").strip()
-    if phone:
-        try:
-            phone = phone_normalize(phone)
-        except ValidationError:
-            errors["phone"] = _("Enter a phone number in international format, such as +5511912345678.")
-    if "phone" not in errors and phone and phone != contact.phone:
-        owner = (
-            ContactIdentity.objects.filter(
-                organization_id=contact.organization_id, kind=IdentityKind.PHONE, value=phone
-            )
-            .exclude(contact_id=contact.pk)
-            .exists()
-        )
-        if owner:
-            errors["phone"] = _("Another contact already has this phone number.")
-    if errors:
-        raise ValidationError(errors)
+    if phone is not None:
+        phone = _phone_checked(contact, phone)
     contact = Contact.objects.select_for_update().get(pk=contact.pk)
-    contact.name = (name or "").strip()[:200]
-    contact.phone = phone
-    contact.labels = labels
-    contact.notes = (notes or "").strip()
-    contact.save(update_fields=["name", "phone", "labels", "notes"])
+    changes = {
+        "name": None if name is None else name.strip()[:200],
+        "phone": phone,
+        "labels": labels,
+        "notes": None if notes is None else notes.strip(),
+    }
+    fields = [field for field, value in changes.items() if value is not None]
+    for field in fields:
+        setattr(contact, field, changes[field])
+    if fields:
+        contact.save(update_fields=fields)
     if phone:
         ContactIdentity.objects.get_or_create(
             organization_id=contact.organization_id, kind=IdentityKind.PHONE, value=phone, defaults={"contact": contact}
         )
     return contact
+
+
+def _phone_checked(contact: Contact, phone: str) -> str:
+    """Return the phone in E.164 ("" to clear it). Raise ValidationError({"phone": ...}) when unusable."""
+    phone = phone.strip()
+    if not phone:
+        return ""
+    try:
+        phone = phone_normalize(phone)
+    except ValidationError as error:
+        message = _("Enter a phone number in international format, such as +5511912345678.")
+        raise ValidationError({"phone": message}) from error
+    taken = (
+        ContactIdentity.objects.filter(organization_id=contact.organization_id, kind=IdentityKind.PHONE, value=phone)
+        .exclude(contact_id=contact.pk)
+        .exists()
+    )
+    if taken:
+        raise ValidationError(
+            {"phone": ValidationError(_("Another contact already has this phone number."), code=PHONE_TAKEN)}
+        )
+    return phone

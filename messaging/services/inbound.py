@@ -38,6 +38,7 @@ from config.metrics import messages_counted
 from crm.models import Contact, ContactIdentity, WhatsAppNumber
 from crm.phones import IdentityKind, WhatsAppIdentity, phone_normalize, wa_id_parse
 from crm.selectors import number_provider_target
+from crm.services import number_changed
 from messaging.events import event_append, event_log_lock, message_event_data
 from messaging.models import Message
 from messaging.services.chats import chat_message_touch
@@ -334,6 +335,7 @@ def number_connection_update(*, number: WhatsAppNumber, event: ConnectionUpdate)
         except ValidationError:
             logger.warning("number %s: provider reported an unreadable phone %r", number.pk, event.phone)
     number.save(update_fields=fields)
+    number_changed(organization_id=number.organization_id)
     event_append(
         organization_id=number.organization_id,
         type="number.state",
@@ -349,6 +351,7 @@ def number_qr_update(*, number: WhatsAppNumber, event: QrUpdate) -> None:
     if number.state != WhatsAppNumber.State.WAITING_FOR_QR_SCAN:
         number.state = WhatsAppNumber.State.WAITING_FOR_QR_SCAN
         number.save(update_fields=["state"])
+        number_changed(organization_id=number.organization_id)
     event_append(
         organization_id=number.organization_id,
         type="number.qr",

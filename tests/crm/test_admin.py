@@ -10,6 +10,7 @@ from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
 from crm.models import (
+    ApiKey,
     Chat,
     Contact,
     ContactIdentity,
@@ -21,7 +22,11 @@ from crm.models import (
     QuickReply,
     WhatsAppNumber,
 )
+from crm.services import api_key_create
 from messaging.demo import DEMO_ADMIN_USERNAME, DEMO_AGENT_USERNAME, demo_workspace_ensure
+from messaging.events import event_append
+from messaging.models import WebhookDelivery, WebhookSubscription
+from messaging.services.webhooks_out import webhook_subscription_create
 from tests.factories import (
     ChatFactory,
     ContactFactory,
@@ -59,9 +64,24 @@ ROW_MAKERS = {
     QuickReply: lambda: QuickReply.objects.create(
         organization=Organization.objects.first(), shortcut="hours", text="We open at 9."
     ),
+    ApiKey: lambda: api_key_create(organization=Organization.objects.first(), name="Zapier")[0],
+    WebhookSubscription: lambda: _webhook_delivery_create().subscription,
+    WebhookDelivery: lambda: _webhook_delivery_create(),
 }
-# Written only by the beats: listed and viewable, never added by hand.
-READ_ONLY_MODELS = {HealthCheck}
+# Admin pages that exist for no one, by design: deliveries come from events, health checks from the
+# beats, never by hand.
+PAGES_REFUSED = {(WebhookDelivery, "add"), (HealthCheck, "add")}
+
+
+def _webhook_delivery_create() -> WebhookDelivery:
+    chat = Chat.objects.first()
+    subscription = webhook_subscription_create(
+        organization=chat.organization, url="https://example.test/", events=["chat.assigned"]
+    )
+    event = event_append(organization_id=chat.organization_id, type="chat.assigned", chat_id=chat.pk, data={})
+    return WebhookDelivery.objects.create(
+        organization=chat.organization, subscription=subscription, event=event, event_type=event.type
+    )
 
 
 def admin_url(model, page: str, obj=None) -> str:
@@ -103,7 +123,7 @@ def organization_rows_create(organization: Organization) -> Chat:
 @pytest.mark.parametrize("model", REGISTERED_MODELS, ids=lambda model: model._meta.label)
 def test_superuser_opens_every_admin_page(superuser_client, model, page):
     response = superuser_client.get(page_url(model, page))
-    assert response.status_code == (403 if model in READ_ONLY_MODELS and page == "add" else 200)
+    assert response.status_code == (403 if (model, page) in PAGES_REFUSED else 200)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -181,6 +201,9 @@ def test_org_admin_index_shows_only_their_tables(org_admin_client):
         "Message",
         "HealthCheck",  # their own numbers' checks only (walled by organization)
         "QuickReply",
+        "ApiKey",
+        "WebhookSubscription",
+        "WebhookDelivery",
     }
 
 

@@ -587,7 +587,8 @@ def test_api_cancel_then_retry(client, member_chat):
 def test_api_requires_authentication(client):
     chat = ChatFactory()
     response = client.post(send_url(chat.pk), {"text": "Hi"}, content_type="application/json")
-    assert_error_shape(response, 403, "not_authenticated")
+    assert_error_shape(response, 401, "not_authenticated")
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_api_accepts_http_basic(client, member_chat):

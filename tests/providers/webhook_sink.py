@@ -11,7 +11,10 @@ from providers.base import WebhookRequest
 class WebhookSink:
     """Listen on loopback; every request becomes a WebhookRequest with the full URL called."""
 
-    def __init__(self):
+    def __init__(self, answers: list | None = None):
+        # What to answer, one per request in order (then 200): a status code, or a tuple
+        # (status, headers), or ("hang", seconds) to answer only after that long.
+        self.answers = list(answers or [])
         self.received: list[WebhookRequest] = []
         self._condition = threading.Condition()
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
@@ -58,7 +61,14 @@ class WebhookSink:
                 with sink._condition:
                     sink.received.append(request)
                     sink._condition.notify_all()
-                self.send_response(200)
+                    answer = sink.answers.pop(0) if sink.answers else 200
+                status, headers = answer if isinstance(answer, tuple) else (answer, {})
+                if status == "hang":
+                    time.sleep(headers)
+                    status, headers = 200, {}
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
