@@ -31,6 +31,7 @@ Options (keyword arguments, or `--set key=value` on `python -m providers.fakes e
 
 Control routes (no apikey), each with a method of the same purpose for tests:
 - POST /_fake/scan/{instance} `{"phone": "5511987654321"}` (optional) → `scan()`;
+- POST /_fake/qr_refresh/{instance} → `qr_refresh()` (a new QR, as Baileys issues every ~20 s);
 - POST /_fake/inbound/{instance} `{"variant": ..., "sender": ..., "text": ..., "push_name": ...,
   "timestamp": ...}` → `inbound()`; variants in INBOUND_VARIANTS;
 - POST /_fake/status/{instance} `{"key_id": ..., "status": "ERROR"}` → `status_emit()`;
@@ -219,6 +220,7 @@ class FakeEvolutionServer(FakeProviderServer):
         self.route("POST", rf"/message/sendSticker/{name}", self._with_instance(self._send_sticker))
         self.route("POST", rf"/chat/markMessageAsRead/{name}", self._with_instance(self._mark_read))
         self.route("POST", rf"/_fake/scan/{name}", self._control(lambda name, body: self.scan(name, **body)))
+        self.route("POST", rf"/_fake/qr_refresh/{name}", self._control(lambda name, body: self.qr_refresh(name)))
         self.route("POST", rf"/_fake/inbound/{name}", self._control(lambda name, body: self.inbound(name, **body)))
         self.route("POST", rf"/_fake/status/{name}", self._control(lambda name, body: self.status_emit(name, **body)))
         self.route(
@@ -547,6 +549,17 @@ class FakeEvolutionServer(FakeProviderServer):
         data = self._open_data(instance)
         self._emit(instance, "connection.update", data)
         return data
+
+    def qr_refresh(self, name: str) -> dict:
+        """Issue a new QR for an instance waiting for a scan (`qrcode.updated`), as Baileys does while
+        the QR stays unscanned; return it. Raise KeyError for an unknown instance, ValueError when
+        it is not waiting for a scan."""
+        instance = self._instance(name)
+        with self._state_lock:
+            if instance.state != "connecting":
+                raise ValueError(f"Instance {name!r} is {instance.state}, not waiting for a scan")
+        self._qr_issue(instance)
+        return self._qr_body(instance)
 
     def _open_data(self, instance: FakeInstance) -> dict:
         return {

@@ -5,10 +5,12 @@ import json
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from crm.models import Chat, Membership, Plan, WhatsAppNumber
+from crm.models import Chat, Contact, Membership, Plan, WhatsAppNumber
 from messaging.models import Event, Message
 from messaging.tasks.numbers import number_connect_task
 from providers.fakes.evolution import FakeEvolutionServer
@@ -141,6 +143,26 @@ def test_the_list_takes_the_same_queries_for_many_numbers(admin_client, admin, d
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = admin_client.get(reverse("crm:number-list"))
     assert response.content.decode().count('data-testid="number-row"') == 26
+
+
+def test_the_number_pages_take_as_many_queries_for_1000_chats_as_for_one(
+    admin_client, admin, number, django_assert_num_queries
+):
+    urls = [reverse(name, args=[number.pk]) for name in ("crm:number-detail", "crm:number-delete")]
+    urls.append(reverse("crm:number-list"))
+    ChatFactory(organization=admin.organization, number=number)
+    counts = []
+    for url in urls:
+        with CaptureQueriesContext(connection) as few:
+            assert admin_client.get(url).status_code == 200
+        counts.append(len(few.captured_queries))
+    contacts = Contact.objects.bulk_create(
+        Contact(organization=admin.organization, phone=f"+55119{index:08d}") for index in range(1000)
+    )
+    Chat.objects.bulk_create(Chat(organization=admin.organization, number=number, contact=c) for c in contacts)
+    for url, count in zip(urls, counts, strict=True):
+        with django_assert_num_queries(count):
+            admin_client.get(url)
 
 
 # --- add ----------------------------------------------------------------------------------------------

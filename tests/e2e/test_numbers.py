@@ -44,6 +44,14 @@ def test_an_admin_connects_a_number_by_qr_and_sees_it_connected_without_a_reload
     assert page.get_attribute("[data-testid=number-state]", "data-state") == "waiting_for_qr_scan"
     screenshot(page, "number-qr")
 
+    # A new QR from the provider (its qrcode.updated webhook) replaces the one shown, without a reload.
+    first = qr.get_attribute("src")
+    refresh = requests.post(f"{fake_evolution.url}/_fake/qr_refresh/{number.instance_name}", timeout=10)
+    refresh.raise_for_status()
+    page.wait_for_function(
+        "first => document.querySelector('[data-testid=number-qr]').getAttribute('src') !== first", arg=first
+    )
+
     scan = requests.post(
         f"{fake_evolution.url}/_fake/scan/{number.instance_name}", json={"phone": "5511987654321"}, timeout=10
     )

@@ -603,6 +603,20 @@ def test_qr_limit_gives_no_qr_then_disconnected(adapter, fake, target, webhook_s
     assert events == [ConnectionUpdate(state=STATE_DISCONNECTED, reason="QR code limit reached; ask for a new QR code")]
 
 
+def test_qr_refresh_issues_a_new_qr_until_the_phone_scans(adapter, fake, target, webhook_sink):
+    adapter.provision(target)
+    [first] = _events(adapter, target, _webhooks_after(webhook_sink, 0, 1))
+
+    refreshed = requests.post(f"{fake.url}/_fake/qr_refresh/{INSTANCE}", timeout=2)
+
+    assert refreshed.status_code == 200
+    [second] = _events(adapter, target, _webhooks_after(webhook_sink, 1, 1))
+    assert isinstance(second, QrUpdate)
+    assert second.qr_code == refreshed.json()["code"] != first.qr_code
+    fake.scan(INSTANCE, phone=OWN_PHONE)
+    assert requests.post(f"{fake.url}/_fake/qr_refresh/{INSTANCE}", timeout=2).status_code == 409
+
+
 def test_duplicate_webhooks_arrive_twice_and_parse_the_same(adapter, fake, connected, webhook_sink):
     fake.faults_set(duplicate_webhooks=True)
 
