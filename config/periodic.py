@@ -110,6 +110,12 @@ PERIODIC_TASKS: dict[str, PeriodicTaskSpec] = {
         expire_seconds=DAY // 2,
         description="Delete health check results older than HEALTH_RETENTION_DAYS, in batches.",
     ),
+    "messaging.webhook_deliveries_prune": PeriodicTaskSpec(
+        task="messaging.tasks.cleanup.webhook_deliveries_prune",
+        crontab=Crontab(minute="57", hour="3"),
+        expire_seconds=DAY // 2,
+        description="Delete succeeded webhook deliveries older than WEBHOOK_LOG_RETENTION_DAYS, in batches.",
+    ),
     "messaging.webhook_fanout": PeriodicTaskSpec(
         task="messaging.tasks.webhooks_out.webhook_fanout",
         every_seconds=2,

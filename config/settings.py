@@ -242,6 +242,8 @@ SILENT_AFTER_MINUTES = env.int("SILENT_AFTER_MINUTES", default=30)
 NUMBER_ARCHIVE_AFTER_DAYS = env.int("NUMBER_ARCHIVE_AFTER_DAYS", default=90)
 # Health check results older than this are pruned.
 HEALTH_RETENTION_DAYS = env.int("HEALTH_RETENTION_DAYS", default=30)
+# Succeeded webhook deliveries to integrators (and their attempt logs) older than this are pruned.
+WEBHOOK_LOG_RETENTION_DAYS = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=30)
 # --- Inbox (issue: inbox pages) --------------------------------------------------------------------
 # The largest attachment an agent may send (WhatsApp's own limit for audio and video is 16 MB).
 INBOX_UPLOAD_MAX_BYTES = env.int("INBOX_UPLOAD_MAX_BYTES", default=16 * 1024 * 1024)

@@ -19,7 +19,7 @@ from crm.models import HealthCheck, WhatsAppNumber
 from crm.selectors import number_provider_target, numbers_active
 from crm.services import number_changed
 from messaging.events import event_log_lock
-from messaging.models import Message
+from messaging.models import Message, WebhookAttempt, WebhookDelivery
 from messaging.services.numbers import number_state_event
 from providers.registry import SELF_HOSTED_PROVIDERS
 
@@ -97,14 +97,20 @@ def number_archive(*, number_id: int, now: datetime) -> bool:
 
 # --- old rows -------------------------------------------------------------------------------------
 def rows_prune_in_batches(
-    model: type[Model], *, time_field: str, cutoff: datetime, batch_size: int = PRUNE_BATCH
+    model: type[Model],
+    *,
+    time_field: str,
+    cutoff: datetime,
+    batch_size: int = PRUNE_BATCH,
+    only: dict | None = None,
 ) -> int:
-    """Delete `model` rows whose `time_field` is before `cutoff`, `batch_size` ids at a time.
+    """Delete `model` rows whose `time_field` is before `cutoff` (and that match `only`), `batch_size`
+    ids at a time.
 
     Each DELETE covers one id range (`id >= low AND id < low + batch_size`, still filtered by time),
     in its own short transaction. Return how many rows were deleted.
     """
-    old = model.objects.filter(**{f"{time_field}__lt": cutoff})
+    old = model.objects.filter(**{f"{time_field}__lt": cutoff}, **(only or {}))
     deleted = 0
     low = None
     while True:
@@ -125,4 +131,33 @@ def health_checks_prune(*, now: datetime | None = None, batch_size: int = PRUNE_
     cutoff = now - timedelta(days=settings.HEALTH_RETENTION_DAYS)
     deleted = rows_prune_in_batches(HealthCheck, time_field="checked_at", cutoff=cutoff, batch_size=batch_size)
     logger.info("cleanup: pruned %s health check(s) older than %s days", deleted, settings.HEALTH_RETENTION_DAYS)
+    return deleted
+
+
+def webhook_deliveries_prune(*, now: datetime | None = None, batch_size: int = PRUNE_BATCH) -> int:
+    """Delete succeeded webhook deliveries (and their attempt logs) older than WEBHOOK_LOG_RETENTION_DAYS.
+
+    Failed ones stay, whatever their age: an admin may still want to read and replay them.
+    Return how many deliveries were deleted.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.WEBHOOK_LOG_RETENTION_DAYS)
+    # Attempts first, by the same ranges of their own ids: each batch stays one short DELETE.
+    rows_prune_in_batches(
+        WebhookAttempt,
+        time_field="created_at",
+        cutoff=cutoff,
+        batch_size=batch_size,
+        only={"delivery__status": WebhookDelivery.Status.SUCCEEDED, "delivery__updated_at__lt": cutoff},
+    )
+    deleted = rows_prune_in_batches(
+        WebhookDelivery,
+        time_field="updated_at",
+        cutoff=cutoff,
+        batch_size=batch_size,
+        only={"status": WebhookDelivery.Status.SUCCEEDED},
+    )
+    logger.info(
+        "cleanup: pruned %s delivered webhook(s) older than %s days", deleted, settings.WEBHOOK_LOG_RETENTION_DAYS
+    )
     return deleted

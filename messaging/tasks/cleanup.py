@@ -15,3 +15,9 @@ def numbers_archive_task() -> int:
 def health_checks_prune_task() -> int:
     """Delete health check rows older than HEALTH_RETENTION_DAYS; return how many."""
     return cleanup.health_checks_prune()
+
+
+@shared_task(name="messaging.tasks.cleanup.webhook_deliveries_prune", ignore_result=True)
+def webhook_deliveries_prune_task() -> int:
+    """Delete succeeded webhook deliveries older than WEBHOOK_LOG_RETENTION_DAYS; return how many."""
+    return cleanup.webhook_deliveries_prune()

@@ -172,3 +172,39 @@ def test_the_home_page_counts_leave_archived_numbers_out(client, evolution):
     overview = client.get(reverse("crm:home")).context["overview"]
 
     assert (overview["numbers"], overview["connected_numbers"]) == (1, 1)
+
+
+@pytest.mark.django_db
+def test_succeeded_webhook_deliveries_past_retention_are_pruned_failed_and_recent_ones_kept(settings):
+    from messaging.events import event_append
+    from messaging.models import WebhookAttempt, WebhookDelivery
+    from messaging.services.cleanup import webhook_deliveries_prune
+    from messaging.services.webhooks_out import webhook_subscription_create
+    from tests.factories import ChatFactory
+
+    settings.WEBHOOK_LOG_RETENTION_DAYS = 30
+    chat = ChatFactory()
+    subscription = webhook_subscription_create(
+        organization=chat.organization, url="https://example.test/hook", events=["chat.assigned"]
+    )
+
+    def delivery(status: str, age_days: int) -> WebhookDelivery:
+        event = event_append(organization_id=chat.organization_id, type="chat.assigned", chat_id=chat.pk, data={})
+        made = WebhookDelivery.objects.create(
+            organization=chat.organization, subscription=subscription, event=event, event_type=event.type, status=status
+        )
+        WebhookAttempt.objects.create(delivery=made, status_code=200, duration_ms=5)
+        old = timezone.now() - timedelta(days=age_days)
+        WebhookDelivery.objects.filter(pk=made.pk).update(updated_at=old)
+        WebhookAttempt.objects.filter(delivery=made).update(created_at=old)
+        return made
+
+    old_success = delivery("succeeded", 31)
+    recent_success = delivery("succeeded", 29)
+    old_failure = delivery("failed", 90)
+    waiting = delivery("pending", 31)
+
+    assert webhook_deliveries_prune(batch_size=1) == 1
+    assert set(WebhookDelivery.objects.values_list("pk", flat=True)) == {recent_success.pk, old_failure.pk, waiting.pk}
+    assert not WebhookAttempt.objects.filter(delivery_id=old_success.pk).exists()
+    assert WebhookAttempt.objects.count() == 3
