@@ -78,3 +78,20 @@ def org_admin(db):
 def org_admin_client(client, org_admin):
     client.force_login(org_admin.user)
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _connection_pools_closed_at_the_end(django_db_setup, django_db_blocker):
+    """Close the psycopg pools before the test database is dropped.
+
+    Tests that use threads return their connections to the pool, which keeps them open; left
+    there, they would keep PostgreSQL from dropping the test database at the end of the run.
+    """
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            connection.close()
+            if hasattr(connection, "close_pool"):
+                connection.close_pool()
