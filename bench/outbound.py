@@ -27,7 +27,6 @@ from bench.harness import free_port, http_wait, process_stop  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 DATABASE = "bench_outbound"
-BENCH_PASSWORD = "bench-password-1"  # noqa: S105 (a throwaway user in a throwaway database)
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/5")
 ENV = {
     **os.environ,
@@ -83,9 +82,8 @@ def fixtures_create(fake_url: str, api_key: str, chats: int):
     import django
 
     django.setup()
-    from django.contrib.auth import get_user_model
 
-    from crm.models import Chat, Contact, Membership, Organization, Plan, ProviderServer, WhatsAppNumber
+    from crm.models import Chat, Contact, Organization, Plan, ProviderServer, WhatsAppNumber
     from crm.services import number_provision
 
     plan, _ = Plan.objects.get_or_create(
@@ -99,8 +97,6 @@ def fixtures_create(fake_url: str, api_key: str, chats: int):
         },
     )
     organization = Organization.objects.create(name="Bench", slug=f"bench-{time.time_ns()}", plan=plan)
-    user = get_user_model().objects.create_user(username=f"bench{time.time_ns()}", password=BENCH_PASSWORD)
-    Membership.objects.create(organization=organization, user=user, role="admin")
     ProviderServer.objects.create(name=f"fake-{time.time_ns()}", base_url=fake_url, api_key=api_key)
     number = WhatsAppNumber.objects.create(
         organization=organization, name="Bench", provider="evolution", instance_name=f"bench-{time.time_ns()}"
@@ -110,21 +106,16 @@ def fixtures_create(fake_url: str, api_key: str, chats: int):
     for index in range(chats):
         contact = Contact.objects.create(organization=organization, phone=f"+5511987{index + 1:06d}")
         chat_ids.append(Chat.objects.create(organization=organization, number=number, contact=contact).pk)
-    return user.username, BENCH_PASSWORD, number.instance_name, chat_ids
+    from crm.services import api_key_create
+
+    _, api_key = api_key_create(organization=organization, name="bench")
+    return api_key, number.instance_name, chat_ids
 
 
-def login(base_url: str, username: str, password: str) -> requests.Session:
+def api_session(api_key: str) -> requests.Session:
+    """A client of the integrator API, as integrators send: with its API key."""
     session = requests.Session()
-    session.get(f"{base_url}/accounts/login/", timeout=10)
-    token = session.cookies["csrftoken"]
-    response = session.post(
-        f"{base_url}/accounts/login/",
-        data={"username": username, "password": password, "csrfmiddlewaretoken": token},
-        headers={"Referer": f"{base_url}/accounts/login/"},
-        timeout=10,
-    )
-    response.raise_for_status()
-    session.headers.update({"X-CSRFToken": session.cookies["csrftoken"], "Referer": base_url})
+    session.headers["Authorization"] = f"Bearer {api_key}"
     return session
 
 
@@ -227,7 +218,7 @@ def main() -> None:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     try:
-        username, password, instance, chat_ids = fixtures_create(fake_url, api_key, args.chats)
+        bench_key, instance, chat_ids = fixtures_create(fake_url, api_key, args.chats)
         requests.post(f"{fake_url}/_fake/scan/{instance}", json={}, timeout=10).raise_for_status()
         processes.append(
             process_start(
@@ -270,8 +261,8 @@ def main() -> None:
             )
         )
         http_wait(f"{base_url}/accounts/login/")
-        session = login(base_url, username, password)
-        sessions = [login(base_url, username, password) for _ in range(args.clients)]
+        session = api_session(bench_key)
+        sessions = [api_session(bench_key) for _ in range(args.clients)]
         from bench.baselines import celery_noop_round_trip
 
         celery_noop_round_trip(REDIS_URL, tasks=100)  # warm the pool
