@@ -40,6 +40,22 @@ def test_the_language_switch_stores_the_choice_over_the_browsers(agent_client):
     assert "Search name, phone or message" in page
 
 
+def test_ids_are_never_localized(agent_client, workspace, settings):
+    # With thousand separators on, Portuguese writes 1234567 as 1.234.567: an element id, a data
+    # attribute or a URL the page's script builds must keep the machine's digits.
+    from tests.factories import MessageFactory
+
+    settings.USE_THOUSAND_SEPARATOR = True
+    message = MessageFactory(pk=1234567, chat=workspace.chat, text="Olá")
+    page = agent_client.get(
+        reverse("crm:chat-detail", args=[workspace.chat.pk]), HTTP_ACCEPT_LANGUAGE="pt-BR"
+    ).content.decode()
+    assert f'id="message-{message.pk}"' in page
+    assert 'data-message="1234567"' in page
+    row = agent_client.get(reverse("crm:message-row", args=[message.pk]), HTTP_ACCEPT_LANGUAGE="pt-BR")
+    assert 'data-message="1234567"' in row.content.decode()
+
+
 def test_errors_are_translated_too(agent_client, workspace):
     response = agent_client.post(
         reverse("crm:message-send", args=[workspace.chat.pk]),
