@@ -66,11 +66,11 @@ def number_of_organization(*, organization_id: int, number_id: int) -> WhatsAppN
 def message_with_media_for_member(*, user, message_id: int) -> Message | None:
     """Return the message when it has stored media and `user` belongs to its organization.
 
-    Inbound media is ours once copied (`stored`); an outbound attachment was ours from the upload.
+    Inbound media is stored once copied; an outbound attachment from its upload on.
     """
     return (
         messages_of_member(user=user)
-        .filter(Q(media_state=Message.MediaState.STORED) | Q(direction=Message.Direction.OUTBOUND), pk=message_id)
+        .filter(pk=message_id, media_state=Message.MediaState.STORED)
         .exclude(media="")
         .first()
     )

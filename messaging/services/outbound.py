@@ -136,6 +136,8 @@ def _message_accept(*, organization, chat, sent_by, text, media, idempotency_key
         timestamp=now,
     )
     if media:
+        # An attachment is in our storage from the upload on: stored, like inbound media once copied.
+        message.media_state = Message.MediaState.STORED
         message.media = media
         message.media_mime_type = getattr(media, "content_type", "") or ""
         message.media_filename = getattr(media, "name", "") or ""
