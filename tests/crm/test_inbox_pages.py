@@ -328,6 +328,12 @@ def test_location_links_to_a_map_over_https(agent_client, workspace):
 
 
 def test_outbound_attachment_is_served_to_members(agent_client, workspace):
-    message = outbound(workspace.chat, type="image", media_mime_type="image/png", text="")
-    message.media.save("photo.png", ContentFile(b"\x89PNG"), save=True)
-    assert agent_client.get(reverse("messaging:message-media", args=[message.pk])).status_code == 200
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from messaging.services.outbound import message_send
+
+    upload = SimpleUploadedFile("photo.png", b"\x89PNG", content_type="image/png")
+    message, _ = message_send(organization=workspace.chat.organization, chat=workspace.chat, media=upload)
+    response = agent_client.get(reverse("messaging:message-media", args=[message.pk]))
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == b"\x89PNG"
