@@ -118,3 +118,18 @@ def celery_signals_connect() -> None:
     @task_postrun.connect(weak=False)
     def _task_finished(**kwargs):
         log_fields_reset()
+
+
+class RoutineBeatFilter(logging.Filter):
+    """Drop beat's "Sending due task" lines of the tasks it sends every few seconds.
+
+    The webhook fan-out runs every 2 s: announcing each run would bury every other line of a
+    terminal (`make run`) or a log pipeline. Their failures still log, at WARNING and above.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "celery.beat" or not record.args or "Sending due task" not in str(record.msg):
+            return True
+        from config.periodic import routine_task_names
+
+        return record.args[0] not in routine_task_names()

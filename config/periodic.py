@@ -128,6 +128,16 @@ PERIODIC_TASKS: dict[str, PeriodicTaskSpec] = {
 }
 
 
+ROUTINE_SECONDS = 60  # tasks sent more often than this are routine: their runs are not logged one by one
+
+
+def routine_task_names() -> set[str]:
+    """The row names of the periodic tasks that run every few seconds (see RoutineBeatFilter)."""
+    return {
+        name for name, spec in PERIODIC_TASKS.items() if spec.every_seconds and spec.every_seconds < ROUTINE_SECONDS
+    }
+
+
 def periodic_tasks_register(registry: dict[str, PeriodicTaskSpec] | None = None) -> list[str]:
     """Create the django-celery-beat row of every registered task that has none; return the names created.
 

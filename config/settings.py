@@ -283,7 +283,10 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "config.log_context.ContextFilter"}},
+    "filters": {
+        "context": {"()": "config.log_context.ContextFilter"},
+        "routine_beat": {"()": "config.log_context.RoutineBeatFilter"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {"()": "config.log_context.JsonFormatter"},
@@ -292,8 +295,14 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "json" if LOG_FORMAT == "json" else "plain",
-            "filters": ["context"],
+            "filters": ["context", "routine_beat"],
         }
+    },
+    # A line per task received and per task succeeded says nothing our tasks' own lines do not;
+    # failures are still logged (WARNING and ERROR).
+    "loggers": {
+        "celery.worker.strategy": {"level": "WARNING"},
+        "celery.app.trace": {"level": "WARNING"},
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }

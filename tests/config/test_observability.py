@@ -105,3 +105,17 @@ def test_metrics_count_messages_in_and_out_with_send_latency(client, settings, d
         assert f'conversa_queue_depth{{queue="{queue}"}}' in text
     assert "conversa_websocket_connections" in text
     assert 'conversa_numbers{provider="fake",state="connected"} 1.0' in text  # provisioned by the send
+
+
+def test_routine_beat_runs_are_not_logged_one_by_one_but_others_are():
+    from config.log_context import RoutineBeatFilter
+
+    def beat_line(name: str) -> logging.LogRecord:
+        return logging.LogRecord(
+            "celery.beat", logging.INFO, __file__, 1, "Scheduler: Sending due task %s (%s)", (name, "x"), None
+        )
+
+    quiet = RoutineBeatFilter()
+    assert not quiet.filter(beat_line("messaging.webhook_fanout"))  # every 2 s
+    assert quiet.filter(beat_line("messaging.health_check"))  # every 5 minutes
+    assert quiet.filter(logging.LogRecord("celery.beat", logging.INFO, __file__, 1, "beat: Starting...", (), None))
