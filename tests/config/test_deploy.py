@@ -1,0 +1,280 @@
+"""The multi-machine deployment runs as config/deploy/ says: every Procfile line, as its own process.
+
+The release command runs first, then web, one worker per queue and beat start exactly as the
+Procfile writes them (through a shell, with $PORT set), in production mode, against the test
+database and Redis. A message posted to the running web process is delivered by the sends worker
+to a fake Evolution server; at the end every process group is stopped and must be gone.
+"""
+
+import contextlib
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from django.conf import settings
+
+from config.celery import QUEUES
+from messaging.models import Message
+from providers.fakes.evolution import FakeEvolutionServer
+from tests.factories import PASSWORD, ChatFactory, ContactFactory, MembershipFactory
+from tests.messaging.outbound_worker import database_url, wait_until
+from tests.messaging.test_outbound import evolution_number
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "config" / "deploy"
+PROCFILE = DEPLOY / "Procfile"
+READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 30.0
+# The log line by which each kind of process says it is ready (Celery's, at -l info).
+READY_MARKERS = {"sends": " ready.", "inbound": " ready.", "bulk": " ready.", "beat": "beat: Starting..."}
+
+
+def procfile_entries(path: Path = PROCFILE) -> dict[str, str]:
+    """Return {process name: command} as Procfile runners read it (comments and blanks ignored)."""
+    entries = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_-]+):\s*(.+)$", line)
+        if match:
+            entries[match.group(1)] = match.group(2)
+    return entries
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def queues_empty() -> None:
+    """Drop whatever earlier tests left on the real queue names (the workers here consume them)."""
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    for queue in QUEUES:
+        client.delete(queue, *client.keys(f"{queue}\x06*"))
+    client.close()
+
+
+class ProcfileProcess:
+    """One Procfile line run as a Procfile runner does: `sh -c <command>` in its own process group."""
+
+    def __init__(self, name: str, command: str, env: dict[str, str], log_dir: Path):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def is_group_alive(self) -> bool:
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        # A zombie leader still "exists" until reaped; reap it, then ask again.
+        if self.process.poll() is not None:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return False
+        return True
+
+    def niceness(self) -> set[int]:
+        """The nice values of the Python processes in the group (/proc/<pid>/stat: group 5th, nice 19th)."""
+        values = set()
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                name, fields = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
+            except (OSError, IndexError, ValueError):
+                continue
+            fields = fields.split()
+            if int(fields[2]) == self.process.pid and name != "sh":  # the shell running the line is not the worker
+                values.add(int(fields[16]))
+        return values
+
+    def signal_group(self, number: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, number)
+
+
+def processes_stop(processes: list[ProcfileProcess]) -> list[str]:
+    """SIGTERM every group; SIGKILL what is left after STOP_TIMEOUT; return the names that needed it."""
+    for process in processes:
+        process.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while any(process.is_group_alive() for process in processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    killed = []
+    for process in processes:
+        if process.is_group_alive():
+            killed.append(process.name)
+            process.signal_group(signal.SIGKILL)
+    for process in processes:
+        process.process.wait(timeout=10)
+    return killed
+
+
+@pytest.fixture
+def deploy_env(settings, tmp_path) -> dict[str, str]:
+    """The environment file of a production machine, pointed at the test database and Redis."""
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "PRODUCTION": "true",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "CSRF_TRUSTED_ORIGINS": "https://127.0.0.1",
+        "PUBLIC_BASE_URL": "https://127.0.0.1",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": settings.REDIS_URL,
+        "CACHE_KEY_PREFIX": settings.CACHE_KEY_PREFIX,  # the test's own prefix, cleaned up after it
+        "STATIC_ROOT": str(tmp_path / "static"),
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "CONVERSA_VAR_DIR": str(tmp_path / "var"),
+        "CONVERSA_HOST": "127.0.0.1",
+        "PROVIDER_CONNECT_TIMEOUT": "2",
+        "PROVIDER_READ_TIMEOUT": "5",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture
+def evolution():
+    server = FakeEvolutionServer(webhook_delay_seconds=0, auto_status=False).start()
+    yield server
+    server.stop()
+
+
+def test_procfile_names_release_web_one_worker_per_queue_and_one_beat():
+    entries = procfile_entries()
+    assert set(entries) == {"release", "web", *QUEUES, "beat"}
+    for queue in QUEUES:
+        assert f"-Q {queue} " in entries[queue]
+    assert entries["bulk"].startswith("nice -n 10 ")
+    assert "$PORT" in entries["web"]
+
+
+def test_systemd_units_run_the_procfile_commands():
+    """Each unit's ExecStart is its Procfile line, in systemd's escaping ($ as $$, % as %%)."""
+    units = {path.name: path.read_text() for path in (DEPLOY / "systemd").glob("*.service")}
+    entries = procfile_entries()
+
+    def as_in_unit(command: str) -> str:
+        return command.replace("%", "%%").replace("$", "$$").replace("$$PORT", "%i")
+
+    assert as_in_unit(entries["web"]) in units["conversa-web@.service"]
+    for queue in QUEUES:
+        assert as_in_unit(entries[queue]) in units["conversa-worker@.service"]
+    assert as_in_unit(entries["beat"]) in units["conversa-beat.service"]
+    for text in units.values():
+        assert "EnvironmentFile=/etc/conversa/env" in text
+
+
+def test_systemd_units_are_valid(tmp_path):
+    """systemd's own parser accepts every unit (for one instance of each template)."""
+    instances = []
+    for path in (DEPLOY / "systemd").iterdir():
+        name = path.name.replace("worker@.service", "worker@bulk.service").replace("web@.service", "web@8000.service")
+        (tmp_path / name).write_text(path.read_text())
+        instances.append(str(tmp_path / name))
+    result = subprocess.run(
+        ["/usr/bin/systemd-analyze", "verify", "--man=no", *instances],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # Outside a booted systemd it also reports the host's own units; only ours matter.
+    ours = [line for line in (result.stdout + result.stderr).splitlines() if "conversa" in line]
+    assert ours == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_procfile_deployment_serves_delivers_and_stops_cleanly(deploy_env, evolution, settings, tmp_path):
+    # The web process checks this password with Django's real hasher, not the tests' fast MD5.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    settings.PUBLIC_BASE_URL = "http://127.0.0.1:9"  # the fake's connection webhooks go nowhere
+    number = evolution_number(evolution)
+    membership = MembershipFactory(organization=number.organization)
+    contact = ContactFactory(organization=number.organization, phone="+5511987654321")
+    chat = ChatFactory(organization=number.organization, number=number, contact=contact)
+
+    entries = procfile_entries()
+    port = free_port()
+    env = {**deploy_env, "PORT": str(port)}
+    release = subprocess.run(
+        ["/bin/sh", "-c", entries["release"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert release.returncode == 0, release.stdout + release.stderr
+    static_root = Path(deploy_env["STATIC_ROOT"])
+    ours = "css/conversa.css"
+    assert (static_root / ours).read_bytes() == (ROOT / "static" / ours).read_bytes()
+    assert (static_root / "admin" / "css" / "base.css").is_file()
+
+    queues_empty()
+    processes = [ProcfileProcess(name, entries[name], env, tmp_path) for name in ("web", *QUEUES, "beat")]
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            try:
+                return requests.get(f"{base_url}/healthz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        def everyone_ready() -> bool:
+            dead = [process.name for process in processes if process.process.poll() is not None]
+            assert dead == [], "\n".join(f"--- {process.name}\n{process.log()[-3000:]}" for process in processes)
+            said_ready = all(READY_MARKERS.get(process.name, "") in process.log() for process in processes)
+            return said_ready and healthy()
+
+        assert wait_until(everyone_ready, timeout=READY_TIMEOUT, interval=0.5), "\n".join(
+            f"--- {process.name}\n{process.log()[-2000:]}" for process in processes
+        )
+        by_name = {process.name: process for process in processes}
+        assert by_name["bulk"].niceness() == {10}
+        assert by_name["sends"].niceness() == {0}
+        # Over plain HTTP, as a load balancer calls it (exempt from the HTTPS redirect).
+        health = requests.get(f"{base_url}/healthz", timeout=5)
+        assert health.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+        # Anything else over plain HTTP is sent to HTTPS: production mode is really on.
+        plain = requests.get(f"{base_url}/accounts/login/", allow_redirects=False, timeout=5)
+        assert plain.status_code == 301
+        assert plain.headers["Location"].startswith("https://")
+
+        response = requests.post(
+            f"{base_url}/api/v1/chats/{chat.pk}/messages/",
+            json={"text": "Sent through the deployed web process"},
+            auth=(membership.user.username, PASSWORD),
+            headers={"X-Forwarded-Proto": "https"},  # as nginx says it (config/deploy/nginx.conf)
+            timeout=30,
+        )
+        assert response.status_code == 202, response.text
+        message_id = response.json()["id"]
+        assert wait_until(
+            lambda: Message.objects.filter(pk=message_id, status=Message.Status.SENT).exists(), timeout=60
+        ), processes[1].log()[-3000:]
+        sent = [raw["message"]["conversation"] for raw in evolution.instances[number.instance_name].messages]
+        assert sent == ["Sent through the deployed web process"]
+        assert Message.objects.get(pk=message_id).provider_message_id
+    finally:
+        killed = processes_stop(processes)
+        queues_empty()
+    assert killed == [], "these did not stop on SIGTERM: " + ", ".join(killed)
+    assert [process.name for process in processes if process.is_group_alive()] == []
