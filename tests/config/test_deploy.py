@@ -8,8 +8,8 @@ to a fake Evolution server; at the end every process group is stopped and must b
 
 import contextlib
 import os
-import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +23,7 @@ import requests
 from django.conf import settings
 
 from config.celery import QUEUES
+from config.deploy.procfile import procfile_entries
 from messaging.models import Message
 from providers.fakes.evolution import FakeEvolutionServer
 from tests.factories import PASSWORD, ChatFactory, ContactFactory, MembershipFactory
@@ -31,21 +32,10 @@ from tests.messaging.test_outbound import evolution_number
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "config" / "deploy"
-PROCFILE = DEPLOY / "Procfile"
 READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 # The log line by which each kind of process says it is ready (Celery's, at -l info).
 READY_MARKERS = {"sends": " ready.", "inbound": " ready.", "bulk": " ready.", "beat": "beat: Starting..."}
-
-
-def procfile_entries(path: Path = PROCFILE) -> dict[str, str]:
-    """Return {process name: command} as Procfile runners read it (comments and blanks ignored)."""
-    entries = {}
-    for line in path.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_-]+):\s*(.+)$", line)
-        if match:
-            entries[match.group(1)] = match.group(2)
-    return entries
 
 
 def free_port() -> int:
@@ -95,8 +85,8 @@ class ProcfileProcess:
                 return False
         return True
 
-    def niceness(self) -> set[int]:
-        """The nice values of the Python processes in the group (/proc/<pid>/stat: group 5th, nice 19th)."""
+    def priorities(self) -> set[tuple[int, int]]:
+        """(nice, scheduling policy) of the group's processes (/proc/<pid>/stat: group 5th, nice 19th, policy 41st)."""
         values = set()
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
@@ -105,7 +95,7 @@ class ProcfileProcess:
                 continue
             fields = fields.split()
             if int(fields[2]) == self.process.pid and name != "sh":  # the shell running the line is not the worker
-                values.add(int(fields[16]))
+                values.add((int(fields[16]), int(fields[38])))
         return values
 
     def signal_group(self, number: int) -> None:
@@ -167,7 +157,7 @@ def test_procfile_names_release_web_one_worker_per_queue_and_one_beat():
     assert set(entries) == {"release", "web", *QUEUES, "beat"}
     for queue in QUEUES:
         assert f"-Q {queue} " in entries[queue]
-    assert entries["bulk"].startswith("nice -n 10 ")
+    assert entries["bulk"].startswith("chrt --idle 0 nice -n 10 ")
     assert "$PORT" in entries["web"]
 
 
@@ -187,22 +177,21 @@ def test_systemd_units_run_the_procfile_commands():
         assert "EnvironmentFile=/etc/conversa/env" in text
 
 
-def test_systemd_units_are_valid(tmp_path):
-    """systemd's own parser accepts every unit (for one instance of each template)."""
-    instances = []
-    for path in (DEPLOY / "systemd").iterdir():
-        name = path.name.replace("worker@.service", "worker@bulk.service").replace("web@.service", "web@8000.service")
-        (tmp_path / name).write_text(path.read_text())
-        instances.append(str(tmp_path / name))
+def test_systemd_units_and_the_bulk_drop_in_are_valid(tmp_path):
+    """systemd's own parser accepts every unit, for an instance of each template, with its drop-ins."""
+    shutil.copytree(DEPLOY / "systemd", tmp_path, dirs_exist_ok=True)
+    units = ["conversa-web@8000.service", *(f"conversa-worker@{queue}.service" for queue in QUEUES)]
     result = subprocess.run(
-        ["/usr/bin/systemd-analyze", "verify", "--man=no", *instances],
+        ["/usr/bin/systemd-analyze", "verify", "--man=no", *units, "conversa-beat.service", "conversa.target"],
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{tmp_path}:"},  # ours first, then the system's
     )
     # Outside a booted systemd it also reports the host's own units; only ours matter.
     ours = [line for line in (result.stdout + result.stderr).splitlines() if "conversa" in line]
     assert ours == []
+    assert "CPUWeight=idle" in (tmp_path / "conversa-worker@bulk.service.d" / "idle.conf").read_text()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -248,8 +237,8 @@ def test_procfile_deployment_serves_delivers_and_stops_cleanly(deploy_env, evolu
             f"--- {process.name}\n{process.log()[-2000:]}" for process in processes
         )
         by_name = {process.name: process for process in processes}
-        assert by_name["bulk"].niceness() == {10}
-        assert by_name["sends"].niceness() == {0}
+        assert by_name["bulk"].priorities() == {(10, os.SCHED_IDLE)}
+        assert by_name["sends"].priorities() == {(0, os.SCHED_OTHER)}
         # Over plain HTTP, as a load balancer calls it (exempt from the HTTPS redirect).
         health = requests.get(f"{base_url}/healthz", timeout=5)
         assert health.json() == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
