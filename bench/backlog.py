@@ -65,7 +65,7 @@ def _environment_point(redis_url: str, port: int) -> None:
             "PORT": str(port),
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             # The Procfile's `python` is this interpreter, as the venv's bin/ first on PATH makes it in production.
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.pathsep.join(os.get_exec_path())}",
         }
     )
     os.environ.update(outbound.ENV)
