@@ -9,11 +9,13 @@ jobs queued (a per-chat statistics refresh, `chat_statistics_refresh` below):
 - webhook ingest latency: POST /webhooks/fake/<instance>/ → 200 (the message is stored), paced;
 - send latency: API POST /api/v1/chats/<id>/messages/ (accepted) → the message row `sent` by the
   sends worker through the fake Evolution server, paced;
-- raw baselines in each phase: psycopg INSERT+COMMIT p50 and the Redis publish round trip, which
-  show how much of a change is the machine itself being busier.
+- raw baselines in each block: psycopg INSERT+COMMIT p50 and the Redis publish round trip; and a
+  third condition, an idle-priority busy loop with nothing queued, which shows what a busy second
+  core costs this machine by itself, whatever runs on it.
 
-The target: p50 and p95 of both with the backlog within 1.2x of the run without it. The last line is
-one JSON object with every figure.
+The conditions take turns in short blocks (the backlog parked under another Redis key meanwhile),
+so drift in the machine's other load touches them alike. The target: p50 and p95 of both with the
+backlog within 1.2x of the blocks without it. The last line is one JSON object with every figure.
 
     .venv/bin/python bench/backlog.py [--jobs 100000] [--webhooks 300] [--sends 200]
 """
@@ -34,6 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATABASE = "bench_backlog"
 TARGET_RATIO = 1.2
+# Blocks of each condition, taking turns: nothing queued; the backlog queued (the bulk worker busy on
+# it); no backlog but an idle-priority busy loop (the raw baseline: the cost of a busy second core).
+CONDITIONS = ("without", "with", "burner")
 WEBHOOKS_PER_SECOND = 25
 SENDS_PER_SECOND = 10
 
@@ -224,6 +229,24 @@ class Backlog:
         self.client.close()
 
 
+class IdleBurner:
+    """The raw baseline: one busy loop under SCHED_IDLE, the most an idle-priority bulk worker can
+    take from this machine (a core's worth). Whatever it costs the web, no scheduling can save."""
+
+    def __init__(self):
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        code = "import os\nos.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))\nwhile True: pass"
+        self.process = subprocess.Popen([sys.executable, "-c", code])  # noqa: S603 (our own interpreter)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
 def backlog_enqueue(chat_ids: list[int], jobs: int) -> float:
     """Queue `jobs` bulk jobs through one shared producer connection; return the seconds it took."""
     from config.celery import app
@@ -321,25 +344,35 @@ def main() -> None:
             flush=True,
         )
         parked = Backlog(redis_url)
-        blocks: dict[str, list[dict]] = {"without": [], "with": []}
+        parked.park()  # until its first block
+        burner = IdleBurner()
+        blocks: dict[str, list[dict]] = {condition: [] for condition in CONDITIONS}
         depth_samples: list[int] = []
         jobs_done = 0
         webhooks, sends = args.webhooks // args.rounds, args.sends // args.rounds
-        # Blocks alternate (ABBA), so a change in the machine's other load touches both conditions alike.
+        # The conditions take turns, each round starting one further, so a change in the machine's
+        # other load (other developers, PostgreSQL's own work) touches every condition alike.
         for round_index in range(args.rounds):
-            order = ("without", "with") if round_index % 2 == 0 else ("with", "without")
-            for condition in order:
+            for turn in range(len(CONDITIONS)):
+                condition = CONDITIONS[(round_index + turn) % len(CONDITIONS)]
+                label = f"r{round_index}-{condition}"
                 if condition == "with":
                     parked.restore()
                     before = bulk_depth()
                     with DepthSampler() as depth:
-                        blocks["with"].append(block_measure(context, f"r{round_index}-with", webhooks, sends))
+                        blocks[condition].append(block_measure(context, label, webhooks, sends))
                     depth_samples.extend(depth.samples)
                     jobs_done += before - bulk_depth()
-                else:
                     parked.park()
-                    blocks["without"].append(block_measure(context, f"r{round_index}-without", webhooks, sends))
-                print(f"  round {round_index + 1}/{args.rounds} {condition} backlog: done", flush=True)
+                elif condition == "burner":
+                    burner.start()
+                    try:
+                        blocks[condition].append(block_measure(context, label, webhooks, sends))
+                    finally:
+                        burner.stop()
+                else:
+                    blocks[condition].append(block_measure(context, label, webhooks, sends))
+                print(f"  round {round_index + 1}/{args.rounds}: {condition} done", flush=True)
         parked.restore()
         depth_end = bulk_depth()
         parked.discard()
@@ -349,7 +382,9 @@ def main() -> None:
         _queues_empty(redis_url)
 
     without, backlog = condition_figures(blocks["without"]), condition_figures(blocks["with"])
+    burning = condition_figures(blocks["burner"])
     ratios = _ratios(without, backlog)
+    burner_ratios = _ratios(without, burning)
     met = all(value <= TARGET_RATIO for value in ratios.values())
     result = {
         "date": datetime.now(UTC).date().isoformat(),
@@ -365,7 +400,9 @@ def main() -> None:
         "celery_noop_tasks_per_second": round(noop["tasks_per_second"], 1),
         "without_backlog": without,
         "with_backlog": backlog,
+        "with_idle_burner": burning,
         "ratios": ratios,
+        "burner_ratios": burner_ratios,
         "target_ratio": TARGET_RATIO,
         "target_met": met,
     }
@@ -373,7 +410,8 @@ def main() -> None:
         print(
             f"{name}: p50 {without[f'{name}_p50_ms']} -> {backlog[f'{name}_p50_ms']} ms "
             f"({ratios[f'{name}_p50_ratio']}x), p95 {without[f'{name}_p95_ms']} -> {backlog[f'{name}_p95_ms']} ms "
-            f"({ratios[f'{name}_p95_ratio']}x); target <= {TARGET_RATIO}x"
+            f"({ratios[f'{name}_p95_ratio']}x); target <= {TARGET_RATIO}x. With an idle-priority busy loop "
+            f"instead: p50 {burner_ratios[f'{name}_p50_ratio']}x, p95 {burner_ratios[f'{name}_p95_ratio']}x"
         )
     print(
         f"baselines: psycopg INSERT+COMMIT p50 {without['baseline_insert_p50_ms']} -> "
