@@ -6,8 +6,11 @@ database and Redis. A message posted to the running web process is delivered by 
 to a fake Evolution server; at the end every process group is stopped and must be gone.
 """
 
+import asyncio
 import contextlib
+import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -21,6 +24,7 @@ import pytest
 import redis
 import requests
 from django.conf import settings
+from django.test import Client
 
 from config.celery import QUEUES
 from config.deploy.procfile import procfile_entries
@@ -267,3 +271,143 @@ def test_procfile_deployment_serves_delivers_and_stops_cleanly(deploy_env, evolu
         queues_empty()
     assert killed == [], "these did not stop on SIGTERM: " + ", ".join(killed)
     assert [process.name for process in processes if process.is_group_alive()] == []
+
+
+NGINX = "/usr/sbin/nginx"  # installed by `make test` (Debian's package), like Chromium
+
+
+def nginx_conf_for_test(tmp_path: Path, *, web_port: int, http_port: int, https_port: int, static_root: Path) -> Path:
+    """config/deploy/nginx.conf with only its CHANGE-marked values and ports pointed at this test."""
+    certificate, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(certificate), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    text = (DEPLOY / "nginx.conf").read_text()
+    text = re.sub(
+        r"upstream conversa_web \{.*?keepalive",
+        f"upstream conversa_web {{\n    server 127.0.0.1:{web_port};\n    keepalive",
+        text,
+        flags=re.S,
+    )
+    text = text.replace("    listen 80;\n", f"    listen 127.0.0.1:{http_port};\n")
+    text = text.replace("    listen 443 ssl http2;\n", f"    listen 127.0.0.1:{https_port} ssl http2;\n")
+    text = re.sub(r"    listen \[::\]:\d+.*\n", "", text)
+    text = re.sub(r"ssl_certificate\s+\S+;", f"ssl_certificate {certificate};", text)
+    text = re.sub(r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {key};", text)
+    text = re.sub(r"alias \S+;", f"alias {static_root}/;", text)
+    site = tmp_path / "conversa.conf"
+    site.write_text(text)
+    main = tmp_path / "nginx.conf"
+    main.write_text(
+        f"user root;\npid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/nginx-error.log;\nevents {{}}\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {tmp_path}/body;\n  proxy_temp_path {tmp_path}/proxy;\n"
+        f"  include {site};\n}}\n"
+    )
+    return main
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nginx_in_front_terminates_tls_serves_static_and_proxies_websockets(deploy_env, settings, tmp_path):
+    """The shipped nginx.conf, in front of the Procfile's web process: what browsers and providers meet."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    membership = MembershipFactory()
+    chat = ChatFactory(organization=membership.organization)
+    browser = Client()
+    browser.force_login(membership.user)  # a session row the web process reads (same SECRET_KEY)
+    web_port, http_port, https_port = free_port(), free_port(), free_port()
+    env = {**deploy_env, "PORT": str(web_port), "SECRET_KEY": settings.SECRET_KEY}
+    static_root = Path(deploy_env["STATIC_ROOT"])
+    collected = subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert collected.returncode == 0, collected.stderr
+    conf = nginx_conf_for_test(
+        tmp_path, web_port=web_port, http_port=http_port, https_port=https_port, static_root=static_root
+    )
+    processes = [
+        ProcfileProcess("web", procfile_entries()["web"], env, tmp_path),
+        ProcfileProcess("nginx", f"exec {NGINX} -c {conf} -g 'daemon off;'", env, tmp_path),
+    ]
+    https = f"https://127.0.0.1:{https_port}"
+    certificate = str(tmp_path / "cert.pem")
+    try:
+
+        def answering() -> bool:
+            try:
+                return requests.get(f"{https}/healthz", timeout=2, verify=certificate).status_code == 200
+            except requests.RequestException:
+                return False
+
+        assert wait_until(answering, timeout=60, interval=0.3), "\n".join(
+            process.log()[-2000:] for process in processes
+        )
+        # Plain HTTP goes to HTTPS at nginx already.
+        plain = requests.get(f"http://127.0.0.1:{http_port}/accounts/login/", allow_redirects=False, timeout=5)
+        assert plain.status_code == 301
+        assert plain.headers["Location"].startswith("https://")
+        # Django sees HTTPS through X-Forwarded-Proto: the page itself, not a redirect to it.
+        login_page = requests.get(f"{https}/accounts/login/", allow_redirects=False, timeout=5, verify=certificate)
+        assert login_page.status_code == 200
+        # Static files come from STATIC_ROOT through nginx (production Django serves none).
+        static = requests.get(f"{https}/static/css/conversa.css", timeout=5, verify=certificate)
+        assert static.status_code == 200
+        assert static.content == (ROOT / "static" / "css" / "conversa.css").read_bytes()
+        assert "X-Request-ID" not in static.headers  # not Django's answer
+        # A webhook larger than nginx's default 1 MiB reaches Django, which refuses it past its own limit.
+        big = requests.post(
+            f"{https}/webhooks/fake/{chat.number.instance_name}/",
+            data=b"x" * (17 * 1024 * 1024),
+            timeout=60,
+            verify=certificate,
+        )
+        assert big.status_code == 413
+        assert big.json()["error"]["code"]
+
+        frames = asyncio.run(
+            inbox_frames_while_sending(
+                https_port, browser.cookies["sessionid"].value, certificate, chat.pk, membership.user.username
+            )
+        )
+        assert frames[0]["type"] == "ready"
+        assert any(frame.get("event", {}).get("type") == "message.created" for frame in frames[1:]), frames
+    finally:
+        killed = processes_stop(processes)
+    assert killed == []
+    assert [process.name for process in processes if process.is_group_alive()] == []
+
+
+async def inbox_frames_while_sending(https_port: int, session_id: str, certificate: str, chat_id: int, username: str):
+    """Open the inbox socket through nginx, send a message through nginx, return the frames seen."""
+    import ssl
+
+    import websockets
+
+    context = ssl.create_default_context(cafile=certificate)
+    url = f"wss://127.0.0.1:{https_port}/ws/inbox/"
+    headers = {"Cookie": f"sessionid={session_id}", "Origin": f"https://127.0.0.1:{https_port}"}
+    frames = []
+    async with websockets.connect(url, ssl=context, additional_headers=headers, open_timeout=10) as socket_:
+        frames.append(json.loads(await asyncio.wait_for(socket_.recv(), timeout=10)))
+        response = await asyncio.to_thread(
+            requests.post,
+            f"https://127.0.0.1:{https_port}/api/v1/chats/{chat_id}/messages/",
+            json={"text": "Through nginx"},
+            auth=(username, PASSWORD),
+            timeout=30,
+            verify=certificate,
+        )
+        assert response.status_code == 202, response.text
+        deadline = asyncio.get_running_loop().time() + 15
+        while not any(frame.get("event", {}).get("type") == "message.created" for frame in frames[1:]):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                frames.append(json.loads(await asyncio.wait_for(socket_.recv(), timeout=remaining)))
+            except TimeoutError:
+                break
+    return frames
