@@ -114,15 +114,31 @@ def _processes_start() -> list[subprocess.Popen]:
     ]
 
 
-def _fake_number_create(username: str) -> tuple[str, str]:
+def _fake_number_create(chat_id: int) -> tuple[str, str]:
     """A number on the built-in fake provider in the bench organization; return its instance and secret."""
-    from crm.models import Membership, WhatsAppNumber
+    from crm.models import Chat, WhatsAppNumber
 
-    organization = Membership.objects.get(user__username=username).organization
+    organization = Chat.objects.get(pk=chat_id).organization
     number = WhatsAppNumber.objects.create(
         organization=organization, name="Bench webhooks", provider="fake", instance_name=f"bench-fake-{time.time_ns()}"
     )
     return number.instance_name, number.webhook_secret
+
+
+def _fixtures_and_client(fake_url: str, api_key: str, chats: int, base_url: str):
+    """bench/outbound.py's fixtures and API client: (session factory, instance, chat ids).
+
+    Its fixtures give a user to log in as; with the integrator API's keys (main, after the API issue)
+    they give an API key and `api_session` instead. Either way the client is the benchmark's own.
+    """
+    from bench import outbound
+
+    created = outbound.fixtures_create(fake_url, api_key, chats)
+    if hasattr(outbound, "api_session"):
+        key, instance, chat_ids = created
+        return (lambda: outbound.api_session(key)), instance, chat_ids
+    username, password, instance, chat_ids = created
+    return (lambda: outbound.login(base_url, username, password)), instance, chat_ids
 
 
 def _paced(count: int, per_second: float, action) -> None:
@@ -314,19 +330,19 @@ def main() -> None:
     processes = [fake]
     base_url = f"http://127.0.0.1:{port}"
     try:
-        username, password, instance, chat_ids = outbound.fixtures_create(fake_url, api_key, args.chats)
+        session_open, instance, chat_ids = _fixtures_and_client(fake_url, api_key, args.chats, base_url)
         outbound.fake_faults(fake_url)  # no faults: the provider answers at once
         import requests
 
         requests.post(f"{fake_url}/_fake/scan/{instance}", json={}, timeout=10).raise_for_status()
-        fake_instance, secret = _fake_number_create(username)
+        fake_instance, secret = _fake_number_create(chat_ids[0])
         processes.extend(_processes_start())
         outbound.http_wait(f"{base_url}/accounts/login/", timeout=60)
         from bench.baselines import celery_noop_round_trip
 
         noop = celery_noop_round_trip(redis_url, tasks=200)  # the bulk worker is up (no-ops go to bulk)
         context = {
-            "session": outbound.login(base_url, username, password),
+            "session": session_open(),
             "base_url": base_url,
             "chat_ids": chat_ids,
             "webhook_url": f"{base_url}/webhooks/fake/{fake_instance}/",
