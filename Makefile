@@ -15,6 +15,8 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 
 # Browser tests drive Debian's Chromium (Playwright's own browser download cannot work here).
 CHROMIUM := /usr/bin/chromium
+# The deployment test runs config/deploy/nginx.conf in front of the web process (Debian's nginx).
+NGINX := /usr/sbin/nginx
 
 .PHONY: help run test lint migrate demo clean
 
@@ -36,6 +38,9 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/python
 $(CHROMIUM):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null
 
+$(NGINX):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx > /dev/null
+
 run: $(VENV)/.installed
 	$(BIN)/python -m config.launcher
 
@@ -43,7 +48,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: $(VENV)/.installed-dev $(CHROMIUM) lint
+test: $(VENV)/.installed-dev $(CHROMIUM) $(NGINX) lint
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python manage.py check --fail-level WARNING
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python manage.py makemigrations --check --dry-run
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest $(PYTEST_ARGS)

@@ -4,7 +4,11 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from config.tracing import tracing_setup
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+# Traces (only with OTEL_EXPORTER_OTLP_ENDPOINT set): before Django builds its middleware chain.
+tracing_setup()
 # Django must be set up before anything imports models (the websocket routes do).
 django_http_app = get_asgi_application()
 

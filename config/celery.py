@@ -3,10 +3,10 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun
+from celery.signals import task_postrun, worker_process_init, worker_process_shutdown
 from django.db import close_old_connections
 
-from config import log_context
+from config import log_context, tracing
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -28,6 +28,18 @@ def connections_release(**kwargs) -> None:
     """Return the task's database connection to the pool (or drop it if broken or in error)."""
     if not getattr(kwargs.get("task").request, "is_eager", False):
         close_old_connections()
+
+
+@worker_process_init.connect
+def tracing_start(**kwargs) -> None:
+    """Trace each pool process's tasks (only with OTEL_EXPORTER_OTLP_ENDPOINT set; see config/tracing.py)."""
+    tracing.tracing_setup()
+
+
+@worker_process_shutdown.connect
+def tracing_stop(**kwargs) -> None:
+    """Export the spans a pool process still holds before it exits."""
+    tracing.tracing_flush()
 
 
 # --- Queues -----------------------------------------------------------------------------------------
