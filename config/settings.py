@@ -153,6 +153,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILIT
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
 CELERY_INBOUND_CONCURRENCY = env.int("CELERY_INBOUND_CONCURRENCY", default=1)
 CELERY_BULK_CONCURRENCY = env.int("CELERY_BULK_CONCURRENCY", default=1)
+# The share of a bulk worker process's time bulk tasks may take (config/celery.py): after each one
+# it rests, so a backlog never keeps a machine busy that also serves ingest and sends. 1: no rest.
+BULK_WORK_SHARE = env.float("BULK_WORK_SHARE", default=0.15)
 CELERY_TIMEZONE = "UTC"
 
 # --- Providers -----------------------------------------------------------------------------------
