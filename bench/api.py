@@ -32,7 +32,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.harness import free_port, http_wait, process_stop  # noqa: E402
+from bench.harness import bench_plan, free_port, http_wait, process_stop  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 DATABASE = "bench_api"
@@ -70,20 +70,11 @@ def fixtures_create(chats: int, history: int) -> tuple[str, list[int]]:
 
     from django.utils import timezone
 
-    from crm.models import Chat, Contact, Organization, Plan, WhatsAppNumber
+    from crm.models import Chat, Contact, Organization, WhatsAppNumber
     from crm.services import api_key_create
     from messaging.models import Message
 
-    plan, _ = Plan.objects.get_or_create(
-        code="bench",
-        defaults={
-            "name": "Bench",
-            "max_numbers": 5,
-            "messages_per_day": None,
-            "api_requests_per_minute": 10_000_000,  # counted on every request, never refused
-            "default_provider": "fake",
-        },
-    )
+    plan = bench_plan(default_provider="fake")
     organization = Organization.objects.create(name="Bench", slug="bench", plan=plan)
     number = WhatsAppNumber.objects.create(organization=organization, name="Bench", provider="fake", instance_name="b")
     start = timezone.now() - timedelta(days=1)

@@ -36,3 +36,20 @@ def http_wait(url: str, timeout: float = 30) -> None:
         except requests.RequestException:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
+
+
+def bench_plan(*, default_provider: str):
+    """The benchmarks' plan: no daily quota, a request rate no benchmark reaches (Django set up)."""
+    from crm.models import Plan
+
+    plan, _ = Plan.objects.get_or_create(
+        code="bench",
+        defaults={
+            "name": "Bench",
+            "max_numbers": 5,
+            "messages_per_day": None,
+            "api_requests_per_minute": 10_000_000,  # counted on every request, never refused
+            "default_provider": default_provider,
+        },
+    )
+    return plan

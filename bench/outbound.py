@@ -23,7 +23,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.harness import free_port, http_wait, process_stop  # noqa: E402
+from bench.harness import bench_plan, free_port, http_wait, process_stop  # noqa: E402
 
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 DATABASE = "bench_outbound"
@@ -83,19 +83,10 @@ def fixtures_create(fake_url: str, api_key: str, chats: int):
 
     django.setup()
 
-    from crm.models import Chat, Contact, Organization, Plan, ProviderServer, WhatsAppNumber
+    from crm.models import Chat, Contact, Organization, ProviderServer, WhatsAppNumber
     from crm.services import number_provision
 
-    plan, _ = Plan.objects.get_or_create(
-        code="bench",
-        defaults={
-            "name": "Bench",
-            "max_numbers": 5,
-            "messages_per_day": None,
-            "api_requests_per_minute": 100_000,
-            "default_provider": "evolution",
-        },
-    )
+    plan = bench_plan(default_provider="evolution")
     organization = Organization.objects.create(name="Bench", slug=f"bench-{time.time_ns()}", plan=plan)
     ProviderServer.objects.create(name=f"fake-{time.time_ns()}", base_url=fake_url, api_key=api_key)
     number = WhatsAppNumber.objects.create(
