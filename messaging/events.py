@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from channels.layers import get_channel_layer
 from django.db import connection, transaction
 
+from crm.models import WhatsAppNumber
 from messaging.models import Event, Message
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,21 @@ def message_status_event(message: Message) -> None:
         type="message.status",
         chat_id=message.chat_id,
         data={"message": message.pk, "status": message.status, "error": message.error},
+    )
+
+
+def number_state_event(number: WhatsAppNumber, *, reason: str, **details) -> None:
+    """Append a `number.state` event for the number as it is now, with why and any extra details.
+
+    The one shape of `number.state` events: news from the provider (number_connection_update)
+    and changes of ours (a failed call, a silence restart, an archive) alike. Call it under the
+    organization's event-log lock, inside the change's transaction.
+    """
+    event_append(
+        organization_id=number.organization_id,
+        type="number.state",
+        number_id=number.pk,
+        data={"number": number.pk, "state": number.state, "phone": number.phone, "reason": reason[:200], **details},
     )
 
 

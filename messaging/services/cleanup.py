@@ -18,9 +18,8 @@ from django.utils import timezone
 from crm.models import HealthCheck, WhatsAppNumber
 from crm.selectors import number_provider_target, numbers_active
 from crm.services import number_changed
-from messaging.events import event_log_lock
+from messaging.events import event_log_lock, number_state_event
 from messaging.models import Message, WebhookAttempt, WebhookDelivery
-from messaging.services.numbers import number_state_event
 from providers.registry import SELF_HOSTED_PROVIDERS
 
 logger = logging.getLogger(__name__)

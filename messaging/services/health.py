@@ -28,10 +28,10 @@ from django.utils.text import Truncator
 
 from crm.models import HealthCheck, ProviderServer, WhatsAppNumber
 from crm.selectors import number_provider_target, numbers_active, server_breaker_key, server_provider_target
-from messaging.events import event_log_lock
+from messaging.events import event_log_lock, number_state_event
 from messaging.models import Message
 from messaging.services.inbound import number_connection_update
-from messaging.services.numbers import number_failure_report, number_state_event
+from messaging.services.numbers import number_failure_report
 from providers.base import (
     CONNECTION_STATES,
     STATE_CONNECTED,

@@ -39,7 +39,7 @@ from crm.models import Contact, ContactIdentity, WhatsAppNumber
 from crm.phones import IdentityKind, WhatsAppIdentity, phone_normalize, wa_id_parse
 from crm.selectors import number_provider_target
 from crm.services import number_changed
-from messaging.events import event_append, event_log_lock, message_event_data
+from messaging.events import event_append, event_log_lock, message_event_data, number_state_event
 from messaging.models import Message
 from messaging.services.chats import chat_message_touch
 from messaging.services.statuses import message_status_report
@@ -336,12 +336,7 @@ def number_connection_update(*, number: WhatsAppNumber, event: ConnectionUpdate)
             logger.warning("number %s: provider reported an unreadable phone %r", number.pk, event.phone)
     number.save(update_fields=fields)
     number_changed(organization_id=number.organization_id)
-    event_append(
-        organization_id=number.organization_id,
-        type="number.state",
-        number_id=number.pk,
-        data={"number": number.pk, "state": number.state, "phone": number.phone, "reason": event.reason[:200]},
-    )
+    number_state_event(number, reason=event.reason)
 
 
 def number_qr_update(*, number: WhatsAppNumber, event: QrUpdate) -> None:

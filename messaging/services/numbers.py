@@ -11,7 +11,7 @@ from django.db import transaction
 from crm.models import WhatsAppNumber
 from crm.selectors import number_provider_target
 from crm.services import number_provision
-from messaging.events import event_append, event_log_lock
+from messaging.events import event_log_lock, number_state_event
 from messaging.services.inbound import number_connection_update, number_qr_update
 from providers.base import CONNECTION_STATES, ConnectionUpdate, QrUpdate
 from providers.registry import adapter_for
@@ -72,24 +72,12 @@ def number_logout(*, number_id: int) -> WhatsAppNumber | None:
 
 @transaction.atomic
 def number_failure_report(*, number_id: int, reason: str) -> None:
-    """Tell the number's page that a provider call failed, keeping the number's state as it is."""
-    number = WhatsAppNumber.objects.filter(pk=number_id).first()
-    if number is None:
-        return
-    event_log_lock(number.organization_id)
-    number_connection_update(number=number, event=ConnectionUpdate(state=number.state, reason=reason))
+    """Tell the number's page that a provider call failed, keeping the number's state as it is.
 
-
-def number_state_event(number: WhatsAppNumber, *, reason: str, **details) -> None:
-    """Append a `number.state` event for the number as it is now, with why and any extra details.
-
-    The shape of number_connection_update's events, for writers that record a change of ours
-    (a silence restart, an archive) rather than news from the provider, so `last_seen_at` stays.
-    Call it under the organization's event-log lock, inside the change's transaction.
+    Not a connection update: a failed call is no news from the number, so `last_seen_at` stays.
     """
-    event_append(
-        organization_id=number.organization_id,
-        type="number.state",
-        number_id=number.pk,
-        data={"number": number.pk, "state": number.state, "phone": number.phone, "reason": reason[:200], **details},
-    )
+    organization_id = WhatsAppNumber.objects.filter(pk=number_id).values_list("organization_id", flat=True).first()
+    if organization_id is None:
+        return
+    event_log_lock(organization_id)
+    number_state_event(WhatsAppNumber.objects.get(pk=number_id), reason=reason)

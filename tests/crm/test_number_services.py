@@ -113,3 +113,22 @@ def tasks_run_inline():
     app.conf.task_always_eager = True
     yield
     app.conf.task_always_eager = False
+
+
+@pytest.mark.django_db
+def test_a_failed_provider_call_is_reported_to_the_page_without_counting_as_news_from_the_number():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messaging.services.numbers import number_failure_report
+
+    seen = timezone.now() - timedelta(days=3)
+    number = number_create(organization=OrganizationFactory(), name="Support", provider="fake")
+    WhatsAppNumber.objects.filter(pk=number.pk).update(state="disconnected", last_seen_at=seen)
+    number_failure_report(number_id=number.pk, reason="Could not connect: timeout")
+    number.refresh_from_db()
+    # Silence detection and archiving read last_seen_at: a failure must not make it look alive.
+    assert (number.state, number.last_seen_at) == ("disconnected", seen)
+    event = Event.objects.get(number=number, type="number.state")
+    assert (event.payload["state"], event.payload["reason"]) == ("disconnected", "Could not connect: timeout")
