@@ -22,14 +22,12 @@ logger = logging.getLogger(__name__)
 
 # Seconds from accepting a send to the provider taking it.
 SEND_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-_clients: dict[str, redis.Redis] = {}
 
 
 def _redis() -> redis.Redis:
-    client = _clients.get(settings.REDIS_URL)
-    if client is None:
-        client = _clients[settings.REDIS_URL] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
-    return client
+    from crm.cache import redis_client  # the process's one client (crm.cache), made on first use
+
+    return redis_client()
 
 
 def _key(name: str) -> str:
