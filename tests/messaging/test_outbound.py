@@ -132,6 +132,18 @@ def test_same_idempotency_key_returns_the_first_message_and_counts_once():
 
 
 @pytest.mark.django_db
+def test_a_replay_over_the_quota_answers_the_first_message_and_a_new_send_is_refused():
+    chat = ChatFactory(organization__plan=PlanFactory(code="one-a-day", name="One", messages_per_day=1))
+    first, _ = message_send(organization=chat.organization, chat=chat, text="Hi", idempotency_key="k1")
+    again, created = message_send(organization=chat.organization, chat=chat, text="Hi", idempotency_key="k1")
+    assert (again.pk, created) == (first.pk, False)
+    with pytest.raises(QuotaExceededError):
+        message_send(organization=chat.organization, chat=chat, text="Hi", idempotency_key="k2")
+    assert Message.objects.filter(chat=chat).count() == 1
+    assert DailyUsage.objects.get(organization=chat.organization).messages_sent == 1
+
+
+@pytest.mark.django_db
 def test_idempotency_key_reused_for_another_text_is_refused():
     chat = ChatFactory()
     message_send(organization=chat.organization, chat=chat, text="Hi", idempotency_key="k1")
